@@ -1,0 +1,164 @@
+"""DDL for each managed object, composed with psycopg's ``sql`` module.
+
+Identifiers always go through ``sql.Identifier`` (as `Ident`) and values through ``sql.Literal``;
+the only raw SQL fragments are keywords chosen here and expressions that `sqltext`
+has parsed and deparsed.
+"""
+
+from __future__ import annotations
+
+from functools import singledispatch
+
+from psycopg import sql
+
+from . import objects as o
+from .render import Ident, render
+
+__all__ = ["create"]
+
+
+def _roles(names: tuple[str, ...]) -> sql.Composable:
+    if not names:
+        return sql.SQL("PUBLIC")
+    return sql.SQL(", ").join(Ident(n) for n in names)
+
+
+def _dollar_quote(body: str) -> sql.Composable:
+    """Dollar-quote `body` with a tag that does not occur in it."""
+    tag = "rlskit"
+    n = 0
+    while f"${tag}$" in body:
+        n += 1
+        tag = f"rlskit{n}"
+    return sql.SQL(f"${tag}$\n{{}}\n${tag}$").format(sql.SQL(body))
+
+
+@singledispatch
+def create(obj: o.DbObject, pg_version: int) -> list[sql.Composable]:
+    """Statements that create `obj` on a server of major version `pg_version`."""
+    raise TypeError(f"no DDL for {type(obj).__name__}")
+
+
+@create.register
+def _(obj: o.Schema, pg_version: int) -> list[sql.Composable]:
+    return [sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Ident(obj.name))]
+
+
+@create.register
+def _(obj: o.HelperFunction, pg_version: int) -> list[sql.Composable]:
+    if obj.setting is None:
+        signature = sql.SQL("{}({} text)").format(
+            Ident(obj.schema, obj.name), Ident("name")
+        )
+        setting = sql.SQL("{} || {}").format(
+            sql.Literal(obj.settings_prefix + "."), Ident("name")
+        )
+    else:
+        signature = sql.SQL("{}()").format(Ident(obj.schema, obj.name))
+        setting = sql.Literal(obj.setting)
+    value = sql.SQL("NULLIF(pg_catalog.current_setting({}, true), '')").format(setting)
+    if obj.returns != "text":
+        value = sql.SQL("CAST({} AS {})").format(value, sql.SQL(obj.returns))
+    return [
+        sql.SQL(
+            "CREATE OR REPLACE FUNCTION {} RETURNS {} LANGUAGE sql STABLE PARALLEL SAFE RETURN {}"
+        ).format(signature, sql.SQL(obj.returns), value)
+    ]
+
+
+@create.register
+def _(obj: o.Role, pg_version: int) -> list[sql.Composable]:
+    attrs = sql.SQL("{} {}").format(
+        sql.SQL("LOGIN" if obj.login else "NOLOGIN"),
+        sql.SQL("INHERIT" if obj.inherit else "NOINHERIT"),
+    )
+    create_role = render(sql.SQL("CREATE ROLE {} {}").format(Ident(obj.name), attrs))
+    body = sql.SQL(
+        "BEGIN\n"
+        "  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = {}) THEN\n"
+        "    {};\n"
+        "  END IF;\n"
+        "END"
+    ).format(sql.Literal(obj.name), sql.SQL(create_role))
+    # Roles are cluster-wide and outlive a database: create only when missing.
+    return [sql.SQL("DO {}").format(_dollar_quote(body.as_string()))]
+
+
+@create.register
+def _(obj: o.Membership, pg_version: int) -> list[sql.Composable]:
+    stmt = sql.SQL("GRANT {} TO {}").format(Ident(obj.role), Ident(obj.member))
+    if pg_version >= 16:
+        stmt = sql.SQL("{} WITH INHERIT {}, SET {}").format(
+            stmt,
+            sql.SQL("TRUE" if obj.inherit else "FALSE"),
+            sql.SQL("TRUE" if obj.set else "FALSE"),
+        )
+    return [stmt]
+
+
+@create.register
+def _(obj: o.SchemaUsage, pg_version: int) -> list[sql.Composable]:
+    return [
+        sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
+            Ident(obj.schema), _roles(obj.roles)
+        )
+    ]
+
+
+@create.register
+def _(obj: o.TableGrant, pg_version: int) -> list[sql.Composable]:
+    privileges = sql.SQL(", ").join(
+        sql.SQL("{} ({})").format(
+            sql.SQL(p.name), sql.SQL(", ").join(Ident(c) for c in p.columns)
+        )
+        if p.columns
+        else sql.SQL(p.name)
+        for p in obj.privileges
+    )
+    return [
+        sql.SQL("GRANT {} ON TABLE {} TO {}").format(
+            privileges, Ident(obj.schema, obj.table), Ident(obj.role)
+        )
+    ]
+
+
+@create.register
+def _(obj: o.RowSecurity, pg_version: int) -> list[sql.Composable]:
+    table = Ident(obj.schema, obj.table)
+    stmts: list[sql.Composable] = [
+        sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(table)
+    ]
+    if obj.force:
+        stmts.append(sql.SQL("ALTER TABLE {} FORCE ROW LEVEL SECURITY").format(table))
+    return stmts
+
+
+@create.register
+def _(obj: o.Policy, pg_version: int) -> list[sql.Composable]:
+    stmt = sql.SQL("CREATE POLICY {} ON {} AS {} FOR {} TO {}").format(
+        Ident(obj.name),
+        Ident(obj.schema, obj.table),
+        sql.SQL("PERMISSIVE" if obj.permissive else "RESTRICTIVE"),
+        sql.SQL(obj.command),
+        _roles(obj.roles),
+    )
+    if obj.using is not None:
+        stmt = sql.SQL("{} USING ({})").format(stmt, sql.SQL(obj.using))
+    if obj.with_check is not None:
+        stmt = sql.SQL("{} WITH CHECK ({})").format(stmt, sql.SQL(obj.with_check))
+    return [stmt]
+
+
+@create.register
+def _(obj: o.View, pg_version: int) -> list[sql.Composable]:
+    name = Ident(obj.schema, obj.name)
+    if obj.columns:
+        name = sql.SQL("{} ({})").format(
+            name, sql.SQL(", ").join(Ident(c) for c in obj.columns)
+        )
+    options = sql.SQL(", ").join(
+        sql.SQL("{} = {}").format(Ident(k), sql.SQL(v)) for k, v in obj.options
+    )
+    return [
+        sql.SQL("CREATE VIEW {} WITH ({}) AS {}").format(name, options, sql.SQL(obj.query))
+    ]

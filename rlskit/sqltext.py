@@ -1,0 +1,250 @@
+"""SQL text supplied by users, parsed and checked with pglast before anything uses it.
+
+Every expression, query and privilege list from a model goes through this module: it is
+parsed into a pglast AST, checked to be exactly one thing of the expected kind (so text
+cannot smuggle in a second clause or statement), inspected, and deparsed back to
+canonical SQL. Generated DDL only ever embeds the deparsed text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from pglast import ast, enums, parse_sql
+from pglast.parser import ParseError
+from pglast.stream import RawStream
+
+__all__ = [
+    "HelperCall",
+    "Privilege",
+    "SqlTextError",
+    "column_refs",
+    "deparse",
+    "helper_calls",
+    "parse_expression",
+    "parse_privileges",
+    "parse_query",
+    "wrap_helper_calls",
+]
+
+PLACEHOLDER_TABLE = "rlskit_placeholder_table"
+PLACEHOLDER_ROLE = "rlskit_placeholder_role"
+
+
+class SqlTextError(ValueError):
+    """The text is not valid SQL of the expected kind."""
+
+
+@dataclass(frozen=True)
+class Privilege:
+    """One privilege of a GRANT, optionally limited to columns."""
+
+    name: str
+    columns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HelperCall:
+    """A call to a function in the helpers schema, with its literal string arguments."""
+
+    name: str
+    args: tuple[str | None, ...]
+
+
+def _parse_one(text: str, what: str) -> ast.Node:
+    try:
+        statements = parse_sql(text)
+    except ParseError as exc:
+        raise SqlTextError(f"syntax error in {what}: {exc.args[0]}") from None
+    if len(statements) != 1:
+        raise SqlTextError(f"{what} must be a single piece of SQL, found {len(statements)}")
+    return statements[0].stmt
+
+
+def _only_fields(node: ast.Node, allowed: set[str]) -> bool:
+    """True when every populated field of `node` is in `allowed`."""
+    for name in node.__slots__:
+        if name in allowed or name == "location":
+            continue
+        value = getattr(node, name)
+        if value not in (None, False, 0, (), enums.LimitOption.LIMIT_OPTION_DEFAULT,
+                         enums.SetOperation.SETOP_NONE):
+            return False
+    return True
+
+
+def parse_expression(text: str) -> ast.Node:
+    """Parse a boolean/scalar SQL expression; anything but exactly one expression is refused."""
+    if not text or not text.strip():
+        raise SqlTextError("empty expression")
+    stmt = _parse_one(f"SELECT ({text})", "expression")
+    if (
+        not isinstance(stmt, ast.SelectStmt)
+        or not stmt.targetList
+        or len(stmt.targetList) != 1
+        or stmt.targetList[0].name is not None
+        or not _only_fields(stmt, {"targetList"})
+    ):
+        raise SqlTextError("not a single SQL expression")
+    return stmt.targetList[0].val
+
+
+def parse_query(text: str) -> ast.SelectStmt:
+    """Parse a view query: exactly one SELECT (set operations and CTEs allowed)."""
+    stmt = _parse_one(text, "query")
+    if not isinstance(stmt, ast.SelectStmt):
+        raise SqlTextError(f"a view query must be a SELECT, not {type(stmt).__name__}")
+    if stmt.intoClause is not None or stmt.lockingClause:
+        raise SqlTextError("a view query cannot use INTO or FOR UPDATE/SHARE")
+    return stmt
+
+
+def parse_privileges(text: str) -> tuple[Privilege, ...]:
+    """Parse a privilege list such as ``"SELECT, UPDATE (name, email)"`` or ``"ALL"``."""
+    if not text or not text.strip():
+        raise SqlTextError("empty privilege list")
+    stmt = _parse_one(
+        f"GRANT {text} ON TABLE {PLACEHOLDER_TABLE} TO {PLACEHOLDER_ROLE}", "privilege list"
+    )
+    if (
+        not isinstance(stmt, ast.GrantStmt)
+        or not stmt.is_grant
+        or stmt.targtype != enums.GrantTargetType.ACL_TARGET_OBJECT
+        or stmt.objtype != enums.ObjectType.OBJECT_TABLE
+        or len(stmt.objects or ()) != 1
+        or stmt.objects[0].relname != PLACEHOLDER_TABLE
+        or stmt.objects[0].schemaname is not None
+        or len(stmt.grantees or ()) != 1
+        or stmt.grantees[0].rolename != PLACEHOLDER_ROLE
+        or stmt.grant_option
+        or stmt.grantor is not None
+    ):
+        raise SqlTextError("not a plain privilege list")
+    if not stmt.privileges:
+        return (Privilege("ALL"),)
+    out = []
+    for priv in stmt.privileges:
+        name = (priv.priv_name or "all").upper()
+        cols = tuple(c.sval for c in priv.cols or ())
+        out.append(Privilege(name, cols))
+    return tuple(out)
+
+
+def deparse(node: ast.Node) -> str:
+    """Canonical one-line SQL for an AST node."""
+    return RawStream()(node)
+
+
+def _children(node: ast.Node) -> Iterator[tuple[str, int | None, ast.Node]]:
+    for name in node.__slots__:
+        value = getattr(node, name)
+        if isinstance(value, ast.Node):
+            yield name, None, value
+        elif isinstance(value, tuple):
+            for i, item in enumerate(value):
+                if isinstance(item, ast.Node):
+                    yield name, i, item
+
+
+def walk(node: ast.Node) -> Iterator[ast.Node]:
+    """Every node below and including `node`, depth first."""
+    yield node
+    for _, _, child in _children(node):
+        yield from walk(child)
+
+
+def _func_name(node: ast.FuncCall) -> tuple[str, ...]:
+    return tuple(part.sval for part in node.funcname)
+
+
+def _string_arg(node: ast.Node) -> str | None:
+    if isinstance(node, ast.A_Const) and isinstance(node.val, ast.String):
+        return node.val.sval
+    return None
+
+
+def helper_calls(node: ast.Node, schema: str) -> list[HelperCall]:
+    """Calls to ``schema.f(...)`` anywhere in the tree, in textual order."""
+    calls = []
+    for sub in walk(node):
+        if isinstance(sub, ast.FuncCall):
+            name = _func_name(sub)
+            if len(name) == 2 and name[0] == schema:
+                calls.append(HelperCall(name[1], tuple(_string_arg(a) for a in sub.args or ())))
+    return calls
+
+
+def _is_helper(node: ast.Node, schema: str) -> bool:
+    if not isinstance(node, ast.FuncCall):
+        return False
+    name = _func_name(node)
+    return len(name) == 2 and name[0] == schema
+
+
+def _is_wrapped_helper(node: ast.Node, schema: str) -> bool:
+    """``(SELECT schema.f(...))``: a scalar subquery around a single helper call."""
+    if not isinstance(node, ast.SubLink) or node.subLinkType != enums.SubLinkType.EXPR_SUBLINK:
+        return False
+    sel = node.subselect
+    return (
+        isinstance(sel, ast.SelectStmt)
+        and sel.targetList is not None
+        and len(sel.targetList) == 1
+        and _only_fields(sel, {"targetList"})
+        and _is_helper(sel.targetList[0].val, schema)
+    )
+
+
+def _wrap(call: ast.FuncCall) -> ast.SubLink:
+    return ast.SubLink(
+        subLinkType=enums.SubLinkType.EXPR_SUBLINK,
+        subLinkId=0,
+        subselect=ast.SelectStmt(
+            targetList=(ast.ResTarget(val=call),),
+            limitOption=enums.LimitOption.LIMIT_OPTION_DEFAULT,
+            op=enums.SetOperation.SETOP_NONE,
+        ),
+    )
+
+
+def wrap_helper_calls(node: ast.Node, schema: str) -> ast.Node:
+    """Wrap every bare helper call as ``(SELECT helper())`` so Postgres runs it once (InitPlan).
+
+    Helpers take only constants, so the wrapped form is always equivalent. Returns the new
+    root (the input tree is modified in place where possible).
+    """
+    if _is_wrapped_helper(node, schema):
+        return node
+    if _is_helper(node, schema):
+        return _wrap(node)
+    for field, index, child in list(_children(node)):
+        new = wrap_helper_calls(child, schema)
+        if new is child:
+            continue
+        if index is None:
+            setattr(node, field, new)
+        else:
+            items = list(getattr(node, field))
+            items[index] = new
+            setattr(node, field, tuple(items))
+    return node
+
+
+def column_refs(node: ast.Node, table: str) -> set[str]:
+    """Columns of `table` the expression names: unqualified outside subqueries, or ``table.col``."""
+    found: set[str] = set()
+
+    def visit(sub: ast.Node, in_subquery: bool) -> None:
+        if isinstance(sub, ast.ColumnRef):
+            parts = [f.sval for f in sub.fields if isinstance(f, ast.String)]
+            if len(parts) == 1 and not in_subquery and len(sub.fields) == 1:
+                found.add(parts[0])
+            elif len(parts) == 2 and parts[0] == table:
+                found.add(parts[1])
+            return
+        for _, _, child in _children(sub):
+            visit(child, in_subquery or isinstance(sub, ast.SubLink))
+
+    visit(node, False)
+    return found

@@ -1,0 +1,137 @@
+"""Compile a validated model into the ordered list of objects the database should hold.
+
+Order is dependency order: schema, helpers, roles, memberships, grants, row security,
+policies, views (each followed by its grants). Within a kind, declaration order.
+"""
+
+from __future__ import annotations
+
+from pglast.stream import maybe_double_quote_name as quote
+
+from . import objects as o
+from .errors import ModelError
+from .model import ROW_COMMANDS, Model, Table
+from .sqltext import deparse, parse_expression, wrap_helper_calls
+
+__all__ = ["target_objects"]
+
+TENANT_CONTEXT = "tenant_id"
+
+
+def target_objects(model: Model, pg_version: int) -> list[o.DbObject]:
+    """Everything `model` manages, ready for DDL, in creation order."""
+    model.validate()
+    if any(t.tenant_column for t in model.tables.values()) and TENANT_CONTEXT not in model.claims:
+        raise ModelError(f"tenant tables need a {TENANT_CONTEXT!r} context: "
+                         f"model.context({TENANT_CONTEXT}=Claim(...))")
+    out: list[o.DbObject] = [o.Schema(model.helpers_schema)]
+    out += _helpers(model)
+    out += [o.Role(model.role_name(r), login=r.login, inherit=not r.login)
+            for r in model.roles.values()]
+    out += _memberships(model)
+    out += _schema_usage(model)
+    for table in model.tables.values():
+        out += [o.TableGrant(table.schema, table.name, model.role_name(role), privs)
+                for role, privs in table.grants.items()]
+    for table in model.tables.values():
+        if table.rls:
+            out.append(o.RowSecurity(table.schema, table.name, force=True))
+    for table in model.tables.values():
+        out += _policies(model, table)
+    for view in model.views.values():
+        options = [("security_barrier", "true")]
+        if view.security_invoker and pg_version >= 15:
+            options.insert(0, ("security_invoker", "true"))
+        out.append(o.View(view.schema, view.name, view.query_sql, view.columns, tuple(options)))
+        out += [o.TableGrant(view.schema, view.name, model.role_name(role), privs)
+                for role, privs in view.grants.items()]
+    return out
+
+
+def _helpers(model: Model) -> list[o.HelperFunction]:
+    schema, prefix = model.helpers_schema, model.settings_prefix
+    helpers = [
+        o.HelperFunction(schema, name, claim.sql_type, model.setting_name(name), prefix)
+        for name, claim in model.claims.items()
+    ]
+    helpers.append(o.HelperFunction(schema, "claim", "text", None, prefix))
+    return helpers
+
+
+def _memberships(model: Model) -> list[o.Membership]:
+    out = []
+    for role in model.roles.values():
+        for parent in role.inherits:
+            out.append(o.Membership(model.role_name(parent), model.role_name(role),
+                                    inherit=True, set=False))
+    for name, allowed in model.authenticators.items():
+        targets = model.group_roles if allowed is None else [model.resolve_role(r)
+                                                             for r in allowed]
+        out += [o.Membership(model.role_name(t), model.role_prefix + name,
+                             inherit=False, set=True) for t in targets]
+    return out
+
+
+def _schema_usage(model: Model) -> list[o.SchemaUsage]:
+    roles = tuple(model.role_name(r) for r in model.group_roles)
+    if not roles:
+        return []
+    schemas = [model.helpers_schema]
+    for obj in (*model.tables.values(), *model.views.values()):
+        if obj.schema not in schemas:
+            schemas.append(obj.schema)
+    return [o.SchemaUsage(s, roles) for s in schemas]
+
+
+def _policies(model: Model, table: Table) -> list[o.Policy]:
+    out = []
+    if table.tenant_column:
+        schema = model.helpers_schema
+        check = deparse(wrap_helper_calls(parse_expression(
+            f"{quote(table.tenant_column)} = {quote(schema)}.{TENANT_CONTEXT}()"), schema))
+        out.append(o.Policy(table.schema, table.name, "tenant_isolation", permissive=False,
+                            command="ALL", roles=(), using=check, with_check=check))
+    for pol in table.policies:
+        out.append(o.Policy(table.schema, table.name, pol.name, pol.permissive, pol.command,
+                            tuple(model.role_name(r) for r in pol.to),
+                            pol.using_sql, pol.with_check_sql))
+    if table.tenant_column:
+        out += _default_rules(model, table)
+    return out
+
+
+def _default_rules(model: Model, table: Table) -> list[o.Policy]:
+    """A permissive rule per granted row command that no declared rule already covers.
+
+    Roles are visited parents first, so a rule for a parent also covers its descendants
+    and the table gets the fewest rules that admit every grant.
+    """
+    covered: set[tuple[str, str]] = set()  # (model role name, command)
+    for pol in table.policies:
+        if pol.permissive:
+            cmds = ROW_COMMANDS if pol.command == "ALL" else (pol.command,)
+            covered |= {(model.resolve_role(r).name, c) for r in pol.to for c in cmds}
+    taken = {p.name for p in table.policies}
+    out = []
+    granted = sorted(table.grants.items(),
+                     key=lambda item: len(model.ancestors(item[0])))
+    for role_ref, privs in granted:
+        lineage = {r.name for r in model.ancestors(role_ref)}
+        role = model.resolve_role(role_ref)
+        for cmd in ROW_COMMANDS:
+            if not any(p.name == cmd for p in privs):
+                continue
+            if any((name, cmd) in covered for name in lineage):
+                continue
+            name = f"{role.name}_{cmd.lower()}"
+            if name in taken:
+                raise ModelError(f"declared policy name clashes with the default rule for "
+                                 f"{role.name} {cmd}", table=table.name, policy=name)
+            covered.add((role.name, cmd))
+            out.append(o.Policy(
+                table.schema, table.name, name, permissive=True, command=cmd,
+                roles=(model.role_name(role),),
+                using=None if cmd == "INSERT" else "true",
+                with_check="true" if cmd in ("INSERT", "UPDATE") else None,
+            ))
+    return out

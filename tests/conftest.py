@@ -1,0 +1,49 @@
+"""Shared fixtures: the SaaS example installed in a fresh database per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from rlskit.examples.install import ExampleData, install
+from rlskit.examples.saas import build_model
+from rlskit.model import Model
+from rlskit.testing import ScratchDatabase
+
+
+@dataclass
+class Example:
+    db: ScratchDatabase
+    model: Model
+    data: ExampleData
+    owner: str
+
+    def role(self, name: str) -> str:
+        return self.model.role_name(name)
+
+    @contextmanager
+    def session(self, role: str | None, tenant: object = None, user: object = None
+                ) -> Iterator[psycopg.Connection]:
+        """A transaction as the authenticator, switched to `role` with the given context;
+        rolled back at the end."""
+        with self.db.connect(user=self.role("app_authenticator")) as conn:
+            if role is not None:
+                conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(self.role(role))))
+            for name, value in (("app.tenant_id", tenant), ("app.user_id", user)):
+                if value is not None:
+                    conn.execute("SELECT set_config(%s, %s, true)", [name, str(value)])
+            yield conn
+            conn.rollback()
+
+
+@pytest.fixture
+def example(rlskit_db: ScratchDatabase) -> Example:
+    model = build_model(role_prefix=rlskit_db.role_prefix)
+    owner = rlskit_db.role_prefix + "owner"
+    data = install(rlskit_db.url, model, owner)
+    return Example(rlskit_db, model, data, owner)
