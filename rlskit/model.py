@@ -410,8 +410,8 @@ class Model:
                     # sidestep RLS and must be granted by name.
                     expanded.extend(Privilege(p) for p in ROW_COMMANDS if p in allowed)
                 elif priv.name not in allowed:
-                    raise ModelError(f"privilege {priv.name} is not allowed here", table=obj,
-                                     text=text)
+                    raise ModelError(f"unknown privilege {priv.name}; use one of "
+                                     f"{', '.join(allowed)} or ALL", table=obj, text=text)
                 else:
                     expanded.append(priv)
             out[role] = tuple(expanded)

@@ -94,7 +94,8 @@ def parse_query(text: str) -> ast.SelectStmt:
     """Parse a view query: exactly one SELECT (set operations and CTEs allowed)."""
     stmt = _parse_one(text, "query")
     if not isinstance(stmt, ast.SelectStmt):
-        raise SqlTextError(f"a view query must be a SELECT, not {type(stmt).__name__}")
+        kind = type(stmt).__name__.removesuffix("Stmt").upper()
+        raise SqlTextError(f"a view query must be a SELECT, not {kind}")
     if stmt.intoClause is not None or stmt.lockingClause:
         raise SqlTextError("a view query cannot use INTO or FOR UPDATE/SHARE")
     return stmt

@@ -1,0 +1,161 @@
+"""The ``rlskit`` command line: a thin layer over the library.
+
+Exit codes: 0 success, 1 findings (e.g. a failed isolation probe), 2 bad input or
+configuration (one sentence on stderr; ``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import psycopg
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .config import Config, load_config, load_model
+from .errors import RlskitError
+from .generate import DEFAULT_PG_VERSION, generate_sql
+from .server import LocalServer
+
+app = typer.Typer(help="Declare, generate, migrate, test and trust Postgres row-level security.",
+                  no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="The embedded development PostgreSQL server (.rlskit/pgdata).",
+                     no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+out = Console()
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+_state = {"debug": False}
+
+ModelOption = Annotated[str | None, typer.Option(
+    "--model", "-m", help="Model as package.module:attribute (default: [tool.rlskit] model).")]
+
+
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option(help="Show tracebacks on errors.")] = False
+          ) -> None:
+    _state["debug"] = debug
+
+
+def handled(func: F) -> F:
+    """Turn user mistakes into one line on stderr and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (RlskitError, psycopg.OperationalError) as exc:
+            if _state["debug"]:
+                raise
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _dev_server(config: Config) -> LocalServer:
+    return LocalServer(config.state_dir / "pgdata")
+
+
+@app.command("sql")
+@handled
+def sql_command(
+    model: ModelOption = None,
+    out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file.")
+                        ] = None,
+    pg_version: Annotated[int, typer.Option(help="Target PostgreSQL major version (14-18).")
+                          ] = DEFAULT_PG_VERSION,
+) -> None:
+    """Print the SQL the model generates (roles, grants, RLS, policies, views, helpers)."""
+    config = load_config(model=model)
+    script = generate_sql(load_model(config.model, config.root), pg_version=pg_version)
+    if out_file is None:
+        typer.echo(script, nl=False)
+    else:
+        out_file.write_text(script)
+        err.print(f"wrote {out_file}", highlight=False)
+
+
+@app.command()
+@handled
+def demo(
+    database: Annotated[str, typer.Option(help="Name of the demo database (recreated).")
+                        ] = "rlskit_demo",
+    admin_url: Annotated[str | None, typer.Option(
+        "--admin-url", help="Superuser URL of a server to use instead of the embedded one.")
+    ] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.text,
+) -> None:
+    """Install the example SaaS model on the embedded server and probe its isolation."""
+    from .examples.demo import run_demo
+    from .examples.saas import build_model
+
+    if admin_url is None:
+        server = _dev_server(load_config())
+        with err.status("starting the embedded PostgreSQL server…"):
+            server.start()
+        admin_url = server.url()
+    with err.status("installing the example and probing every role × table…"):
+        probes = run_demo(admin_url, database, build_model(role_prefix="demo_"))
+    if fmt is Format.json:
+        typer.echo(json.dumps([p.__dict__ | {"ok": p.ok} for p in probes], indent=2))
+    else:
+        table = Table(title="Tenant isolation of the example model (context: tenant A)")
+        for column in ("role", "table", "seen", "B seen", "no context", "write to B",
+                       "verdict"):
+            table.add_column(column)
+        for p in probes:
+            table.add_row(p.role, p.table, "denied" if p.visible is None else str(p.visible),
+                          str(p.leaked), str(p.no_context), p.cross_tenant_write,
+                          "[green]isolated[/]" if p.ok else "[bold red]LEAK[/]")
+        out.print(table)
+    if not all(p.ok for p in probes):
+        raise typer.Exit(1)
+
+
+@db_app.command("start")
+@handled
+def db_start() -> None:
+    """Start (initialising if needed) the development server."""
+    server = _dev_server(load_config())
+    server.start()
+    typer.echo(server.url())
+
+
+@db_app.command("stop")
+@handled
+def db_stop() -> None:
+    """Stop the development server."""
+    _dev_server(load_config()).stop()
+
+
+@db_app.command("status")
+@handled
+def db_status() -> None:
+    """Say whether the development server is running; exit 1 when it is not."""
+    server = _dev_server(load_config())
+    running = server.is_running()
+    typer.echo(f"running (PostgreSQL {server.version}) at {server.url()}" if running
+               else "stopped")
+    if not running:
+        raise typer.Exit(1)
+
+
+@db_app.command("url")
+@handled
+def db_url() -> None:
+    """Print the development server's superuser connection URL."""
+    typer.echo(_dev_server(load_config()).url())

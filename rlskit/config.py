@@ -1,0 +1,113 @@
+"""``[tool.rlskit]`` configuration and model loading.
+
+Precedence: command-line flags, then the environment (``RLSKIT_DATABASE_URL``,
+``DATABASE_URL``), then ``pyproject.toml``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError, ModelError
+from .model import Model
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["Config", "load_config", "load_model"]
+
+
+@dataclass(frozen=True)
+class Config:
+    root: Path
+    model: str | None
+    database_url: str | None
+    migrations: str
+
+    @property
+    def state_dir(self) -> Path:
+        """Where the embedded development server keeps its data (ignored by git)."""
+        return self.root / ".rlskit"
+
+
+def _find_pyproject(start: Path) -> Path | None:
+    for folder in (start, *start.parents):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(start: Path | None = None, *, model: str | None = None,
+                database_url: str | None = None) -> Config:
+    """Read ``[tool.rlskit]`` from the nearest pyproject.toml; flags and environment win."""
+    start = (start or Path.cwd()).resolve()
+    pyproject = _find_pyproject(start)
+    section: dict = {}
+    if pyproject is not None:
+        try:
+            data = tomllib.loads(pyproject.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{pyproject}: invalid TOML: {exc}") from None
+        section = data.get("tool", {}).get("rlskit", {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"{pyproject}: [tool.rlskit] must be a table")
+    env_url = os.environ.get("RLSKIT_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    return Config(
+        root=pyproject.parent if pyproject else start,
+        model=model or section.get("model"),
+        database_url=database_url or env_url or section.get("database_url"),
+        migrations=section.get("migrations", "migrations"),
+    )
+
+
+def _user_frame(exc: BaseException) -> str:
+    """``file:line`` of the deepest traceback frame outside rlskit itself."""
+    package = str(Path(__file__).parent)
+    where = "model"
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{exc.filename}:{exc.lineno}"
+    for frame, line in traceback.walk_tb(exc.__traceback__):
+        filename = frame.f_code.co_filename
+        internal = filename.startswith(package) and not filename.startswith(
+            str(Path(package) / "examples"))
+        if not internal and not filename.startswith("<frozen"):
+            where = f"{filename}:{line}"
+    return where
+
+
+def load_model(spec: str | None, root: Path | None = None) -> Model:
+    """Import ``"package.module:attribute"`` (a Model, or a function returning one)."""
+    if not spec:
+        raise ConfigError("no model configured: pass --model package.module:attribute or set "
+                          "model in [tool.rlskit] of pyproject.toml")
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(f"model {spec!r} must look like package.module:attribute")
+    if root is not None and str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    try:
+        module = importlib.import_module(module_name)
+    except ModelError as exc:
+        raise ModelError(f"{_user_frame(exc)}: {exc}") from None
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"cannot import model module {module_name!r}: {exc}") from None
+    except Exception as exc:  # the user's module failed while importing
+        raise ConfigError(f"{_user_frame(exc)}: error importing model module {module_name!r}: "
+                          f"{type(exc).__name__}: {exc}") from None
+    try:
+        value = getattr(module, attr)
+    except AttributeError:
+        raise ConfigError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if callable(value) and not isinstance(value, Model):
+        value = value()
+    if not isinstance(value, Model):
+        raise ConfigError(f"{spec} is a {type(value).__name__}, not an rlskit Model")
+    return value
