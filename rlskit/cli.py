@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 import psycopg
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .config import Config, load_config, load_model
@@ -60,7 +61,7 @@ def handled(func: F) -> F:
             if _state["debug"]:
                 raise
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-            err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+            err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]

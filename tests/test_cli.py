@@ -1,0 +1,119 @@
+"""The command line: output, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rlskit import generate_sql
+from rlskit.examples.saas import model as example_model
+
+
+def rlskit(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(cwd) if cwd else ""}
+    return subprocess.run([sys.executable, "-m", "rlskit", *args], capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=300)
+
+
+def project(tmp_path: Path, model_source: str, spec: str = "app_rls:model") -> Path:
+    (tmp_path / "pyproject.toml").write_text(f'[tool.rlskit]\nmodel = "{spec}"\n')
+    (tmp_path / "app_rls.py").write_text(model_source)
+    return tmp_path
+
+
+GOOD_MODEL = """
+from rlskit import Claim, Model
+model = Model()
+model.context(tenant_id=Claim("tenant_id", type="uuid"))
+member = model.role("member")
+model.tenant_table("notes", grants={member: "SELECT"})
+"""
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_sql_uses_the_configured_model(tmp_path):
+    result = rlskit("sql", cwd=project(tmp_path, GOOD_MODEL))
+    assert result.returncode == 0, result.stderr
+    assert "CREATE POLICY tenant_isolation ON public.notes" in result.stdout
+
+
+def test_sql_model_flag_and_out_file(tmp_path):
+    target = tmp_path / "out.sql"
+    result = rlskit("sql", "--model", "rlskit.examples.saas:model", "--pg-version", "15",
+                    "--out", str(target))
+    assert result.returncode == 0, result.stderr
+    assert target.read_text() == generate_sql(example_model, pg_version=15)
+
+
+def test_model_error_names_file_line_and_object(tmp_path):
+    source = GOOD_MODEL + 'model.tables[("public", "notes")].policy(\n' \
+        '    "mine", to=member, using="owner = = 1")\n'
+    result = rlskit("sql", cwd=project(tmp_path, source))
+    assert_one_line_error(result, "app_rls.py:7", "table 'notes', policy 'mine'",
+                          "syntax error", "'owner = = 1'")
+
+
+def test_unknown_role_is_exit_2(tmp_path):
+    source = GOOD_MODEL.replace('grants={member: "SELECT"}', 'grants={"ghost": "SELECT"}')
+    assert_one_line_error(rlskit("sql", cwd=project(tmp_path, source)), "unknown role 'ghost'")
+
+
+@pytest.mark.parametrize("spec,fragment", [
+    ("missing_module:model", "cannot import model module 'missing_module'"),
+    ("app_rls:nothing", "has no attribute 'nothing'"),
+    ("app_rls", "must look like package.module:attribute"),
+    ("app_rls:member", "is a Role, not an rlskit Model"),
+])
+def test_bad_model_spec_is_exit_2(tmp_path, spec, fragment):
+    assert_one_line_error(rlskit("sql", cwd=project(tmp_path, GOOD_MODEL, spec)), fragment)
+
+
+def test_broken_model_module_is_exit_2(tmp_path):
+    result = rlskit("sql", cwd=project(tmp_path, GOOD_MODEL + "undefined_name\n"))
+    assert_one_line_error(result, "app_rls.py:7", "NameError")
+
+
+def test_no_model_configured_is_exit_2(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    assert_one_line_error(rlskit("sql", cwd=tmp_path), "no model configured")
+
+
+def test_unsupported_version_is_exit_2():
+    assert_one_line_error(rlskit("sql", "--model", "rlskit.examples.saas:model",
+                                 "--pg-version", "12"), "PostgreSQL 12 is not supported")
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = rlskit("--debug", "sql", cwd=project(tmp_path, GOOD_MODEL, "missing:model"))
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_demo_on_a_server_is_isolated(rlskit_cluster):
+    result = rlskit("demo", "--admin-url", rlskit_cluster.admin_url, "--database",
+                    "rlskit_demo_test", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    probes = json.loads(result.stdout)
+    assert len(probes) == 16 and all(p["ok"] for p in probes)
+    assert {p["cross_tenant_write"] for p in probes if p["table"] == "flow"} == {
+        "refused", "denied"}
+    member_flow = next(p for p in probes if (p["role"], p["table"]) == ("member", "flow"))
+    assert member_flow["visible"] == 3 and member_flow["leaked"] == 0
+
+
+def test_demo_on_a_missing_server_is_exit_2():
+    assert_one_line_error(rlskit("demo", "--admin-url", "host=/nonexistent dbname=x"),
+                          "connection")
