@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from . import __version__
 from . import objects as o
-from .errors import ConfigError
 from .ddl import create
+from .errors import ConfigError
 from .model import Model
 from .render import render
 from .target import target_objects
 
-__all__ = ["DEFAULT_PG_VERSION", "SUPPORTED_PG_VERSIONS", "generate_sql", "statements"]
+__all__ = ["DEFAULT_PG_VERSION", "SUPPORTED_PG_VERSIONS", "check_pg_version", "generate_sql"]
 
 SUPPORTED_PG_VERSIONS = (14, 15, 16, 17, 18)
 DEFAULT_PG_VERSION = 18
@@ -34,13 +34,6 @@ def check_pg_version(pg_version: int) -> int:
         supported = ", ".join(map(str, SUPPORTED_PG_VERSIONS))
         raise ConfigError(f"PostgreSQL {pg_version} is not supported; use one of {supported}")
     return pg_version
-
-
-def statements(model: Model, pg_version: int = DEFAULT_PG_VERSION) -> list[str]:
-    """Every statement of the model's SQL, rendered, without terminators."""
-    check_pg_version(pg_version)
-    return [render(stmt) for obj in target_objects(model, pg_version)
-            for stmt in create(obj, pg_version)]
 
 
 def generate_sql(model: Model, pg_version: int = DEFAULT_PG_VERSION) -> str:

@@ -21,10 +21,9 @@ from .sqltext import (
     column_refs,
     deparse,
     helper_calls,
-    parse_expression,
     parse_privileges,
     parse_query,
-    wrap_helper_calls,
+    policy_expression,
 )
 
 __all__ = ["Claim", "Model", "Policy", "Role", "Table", "View"]
@@ -116,16 +115,10 @@ class Policy:
     to: tuple[Role | str, ...]
     using: ast.Node | None
     with_check: ast.Node | None
+    using_sql: str | None
+    with_check_sql: str | None
     permissive: bool = True
     source: str = ""
-
-    @property
-    def using_sql(self) -> str | None:
-        return None if self.using is None else deparse(self.using)
-
-    @property
-    def with_check_sql(self) -> str | None:
-        return None if self.with_check is None else deparse(self.with_check)
 
 
 @dataclass
@@ -184,30 +177,34 @@ class Table:
         if not roles:
             raise ModelError("a policy must name at least one role in to=", table=self.name,
                              policy=name)
+        using_node, using_sql = self._expression(name, using)
+        check_node, check_sql = self._expression(name, with_check)
         pol = Policy(
             name=name,
             table=self.name,
             command=cmd,
             to=roles,
-            using=self._expression(name, using),
-            with_check=self._expression(name, with_check),
+            using=using_node,
+            with_check=check_node,
+            using_sql=using_sql,
+            with_check_sql=check_sql,
             permissive=bool(permissive),
             source=" / ".join(t for t in (using, with_check) if t),
         )
         self.policies.append(pol)
         return pol
 
-    def _expression(self, policy: str, text: str | None) -> ast.Node | None:
+    def _expression(self, policy: str, text: str | None) -> tuple[ast.Node | None, str | None]:
+        """(tree, canonical SQL) of an expression, helper calls wrapped for InitPlan."""
         if text is None:
-            return None
+            return None, None
         if not isinstance(text, str):
             raise ModelError(f"expression must be SQL text, got {type(text).__name__}",
                              table=self.name, policy=policy)
         try:
-            node = parse_expression(text)
+            return policy_expression(text, self.model.helpers_schema)
         except SqlTextError as exc:
             raise ModelError(str(exc), table=self.name, policy=policy, text=text) from None
-        return wrap_helper_calls(node, self.model.helpers_schema)
 
 
 @dataclass
@@ -465,7 +462,8 @@ class Model:
                 try:
                     resolved = self.resolve_role(parent)
                 except ModelError:
-                    raise ModelError(f"role {role.name!r} inherits unknown role {parent!r}")
+                    raise ModelError(
+                        f"role {role.name!r} inherits unknown role {parent!r}") from None
                 if resolved.login:
                     raise ModelError(f"role {role.name!r} cannot inherit the login role "
                                      f"{resolved.name!r}")

@@ -71,7 +71,8 @@ def render(statement: sql.Composable) -> str:
     names: dict[str, str] = {}  # placeholder -> printed identifier
     placeholders: dict[str, str] = {}  # raw name -> placeholder
     pieces = []
-    for leaf in _flatten(statement):
+    leaves = _flatten(statement)
+    for leaf in leaves:
         if not isinstance(leaf, sql.Identifier):
             pieces.append(leaf.as_string())
             continue
@@ -90,7 +91,7 @@ def render(statement: sql.Composable) -> str:
         pieces.append(".".join(parts))
     shape = "".join(pieces)
     if len(_PLACEHOLDER.findall(shape)) != sum(
-        len(leaf.parts) for leaf in _flatten(statement) if isinstance(leaf, Ident)
+        len(leaf.parts) for leaf in leaves if isinstance(leaf, Ident)
     ):
         return render_uncached(statement)  # user text looks like a placeholder
     pretty = _shapes.get(shape)

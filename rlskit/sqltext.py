@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 from pglast import ast, enums, parse_sql
 from pglast.parser import ParseError
@@ -25,6 +26,7 @@ __all__ = [
     "parse_expression",
     "parse_privileges",
     "parse_query",
+    "policy_expression",
     "wrap_helper_calls",
 ]
 
@@ -101,6 +103,7 @@ def parse_query(text: str) -> ast.SelectStmt:
     return stmt
 
 
+@lru_cache(maxsize=4096)
 def parse_privileges(text: str) -> tuple[Privilege, ...]:
     """Parse a privilege list such as ``"SELECT, UPDATE (name, email)"`` or ``"ALL"``."""
     if not text or not text.strip():
@@ -230,6 +233,17 @@ def wrap_helper_calls(node: ast.Node, schema: str) -> ast.Node:
             items[index] = new
             setattr(node, field, tuple(items))
     return node
+
+
+@lru_cache(maxsize=4096)
+def policy_expression(text: str, schema: str) -> tuple[ast.Node, str]:
+    """A policy expression parsed, helper calls wrapped, and deparsed: ``(tree, sql)``.
+
+    Models repeat the same expressions over many tables, so results are cached; callers
+    must treat the tree as read-only.
+    """
+    node = wrap_helper_calls(parse_expression(text), schema)
+    return node, deparse(node)
 
 
 def column_refs(node: ast.Node, table: str) -> set[str]:

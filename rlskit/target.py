@@ -11,7 +11,7 @@ from pglast.stream import maybe_double_quote_name as quote
 from . import objects as o
 from .errors import ModelError
 from .model import ROW_COMMANDS, Model, Table
-from .sqltext import deparse, parse_expression, wrap_helper_calls
+from .sqltext import policy_expression
 
 __all__ = ["target_objects"]
 
@@ -87,8 +87,8 @@ def _policies(model: Model, table: Table) -> list[o.Policy]:
     out = []
     if table.tenant_column:
         schema = model.helpers_schema
-        check = deparse(wrap_helper_calls(parse_expression(
-            f"{quote(table.tenant_column)} = {quote(schema)}.{TENANT_CONTEXT}()"), schema))
+        _, check = policy_expression(
+            f"{quote(table.tenant_column)} = {quote(schema)}.{TENANT_CONTEXT}()", schema)
         out.append(o.Policy(table.schema, table.name, "tenant_isolation", permissive=False,
                             command="ALL", roles=(), using=check, with_check=check))
     for pol in table.policies:

@@ -16,6 +16,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from rlskit import Claim, Model
 
+UUID_DEFAULT = text("gen_random_uuid()")
+
 
 class Base(DeclarativeBase):
     pass
@@ -23,13 +25,13 @@ class Base(DeclarativeBase):
 
 class Tenant(Base):
     __tablename__ = "tenant"
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, server_default=text("gen_random_uuid()"))
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, server_default=UUID_DEFAULT)
     name: Mapped[str]
 
 
 class User(Base):
     __tablename__ = "users"
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, server_default=text("gen_random_uuid()"))
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, server_default=UUID_DEFAULT)
     email: Mapped[str] = mapped_column(String, unique=True)
     first_name: Mapped[str]
     last_name: Mapped[str]
@@ -46,7 +48,7 @@ class Membership(Base):
 
 class Flow(Base):
     __tablename__ = "flow"
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, server_default=text("gen_random_uuid()"))
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, server_default=UUID_DEFAULT)
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenant.id"))
     name: Mapped[str]
     status: Mapped[str] = mapped_column(server_default="draft")

@@ -1,0 +1,97 @@
+"""Run the benchmarks: ``python -m bench [--quick]``.
+
+Prints a table per benchmark and writes ``bench/results/<name>.json`` and
+``bench/results/summary.md``. ``--quick`` runs small sizes and exits 1 only on a gross
+regression of a ratio or a check (never on a wall-clock threshold alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from . import generation
+
+RESULTS = Path(__file__).parent / "results"
+BENCHMARKS = {"generation": generation.run}
+GROSS = {"uncached_over_cached_1000_tables": (1.5, None),
+         "per_table_cost_largest_over_smallest": (None, 3.0)}
+
+
+def machine() -> str:
+    return f"{platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def table_for(result: dict) -> Table:
+    table = Table(title=f"{result['benchmark']}  ({machine()})")
+    for col in result["rows"][0]:
+        table.add_column(col)
+    for row in result["rows"]:
+        table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()))
+    return table
+
+
+def markdown(results: list[dict]) -> str:
+    lines = [f"# Benchmark results\n\nMachine: {machine()}  \n"
+             f"Run: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}\n"]
+    for result in results:
+        cols = list(result["rows"][0])
+        lines += [f"## {result['benchmark']}\n", "| " + " | ".join(cols) + " |",
+                  "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v)
+                                    for v in row.values()) + " |" for row in result["rows"]]
+        lines += ["", "Ratios (same run): " + ", ".join(
+            f"{k} = {v:.2f}" for k, v in result["ratios"].items()),
+            "", "Checks: " + ", ".join(f"{k}: {'pass' if v else 'FAIL'}"
+                                       for k, v in result["checks"].items()), ""]
+    return "\n".join(lines)
+
+
+def gross_regressions(result: dict) -> list[str]:
+    problems = []
+    for name, value in result["ratios"].items():
+        low, high = GROSS.get(name, (None, None))
+        if (low is not None and value < low) or (high is not None and value > high):
+            problems.append(f"{result['benchmark']}: ratio {name} = {value:.2f}")
+    return problems
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, for CI")
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help=f"benchmarks to run (default: all of {', '.join(BENCHMARKS)})")
+    args = parser.parse_args()
+    unknown = set(args.names) - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    console = Console()
+    results, problems = [], []
+    for name in args.names or list(BENCHMARKS):
+        result = BENCHMARKS[name](quick=args.quick)
+        results.append(result)
+        console.print(table_for(result))
+        console.print("ratios:", {k: round(v, 2) for k, v in result["ratios"].items()})
+        console.print("checks:", result["checks"])
+        problems += gross_regressions(result)
+        if not args.quick:
+            RESULTS.mkdir(exist_ok=True)
+            (RESULTS / f"{name}.json").write_text(json.dumps(
+                result | {"machine": machine()}, indent=2) + "\n")
+    if not args.quick:
+        (RESULTS / "summary.md").write_text(markdown(results))
+    for problem in problems:
+        console.print(f"[bold red]gross regression:[/] {problem}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
