@@ -80,10 +80,6 @@ class Claim:
     def sql_type(self) -> str:
         return CLAIM_TYPES[self.type]
 
-    @property
-    def keys(self) -> tuple[str, ...]:
-        return (self.path,) if isinstance(self.path, str) else tuple(self.path)
-
 
 @dataclass(eq=False)
 class Role:
@@ -95,14 +91,6 @@ class Role:
 
     def __repr__(self) -> str:
         return f"Role({self.name!r})"
-
-
-@dataclass(frozen=True)
-class Grant:
-    """Privileges on one table or view for one role (resolved to a role name)."""
-
-    role: str
-    privileges: tuple[Privilege, ...]
 
 
 @dataclass
@@ -487,7 +475,7 @@ class Model:
             resolved = self.resolve_role(role)
         except ModelError as exc:
             raise ModelError(f"{exc} in {where}", table=table, policy=policy) from None
-        if resolved.login and where != "authenticator":
+        if resolved.login:
             raise ModelError(f"login role {resolved.name!r} cannot be used in {where}; "
                              "grant to group roles", table=table, policy=policy)
         return resolved

@@ -99,9 +99,26 @@ CASES = {
     "view two statements": (lambda: view("SELECT 1; SELECT 2"),
                             "view 'v': query must be a single piece of SQL, found 2"),
     "tenant context missing": (no_tenant_context, "tenant tables need a 'tenant_id' context"),
+    "login role in grants": (grants_to_login_role,
+                             "table 'flow': login role 'app_authenticator' cannot be used in "
+                             "grants; grant to group roles"),
+    "inherits unknown role": (inherits_ghost, "role 'admin' inherits unknown role 'ghost'"),
     "insert with using": (insert_with_using,
                           "policy 'p': an INSERT policy takes with_check, not using"),
 }
+
+
+def grants_to_login_role():
+    model, _ = base()
+    model.authenticator("app_authenticator")
+    model.tenant_table("flow", grants={"app_authenticator": "SELECT"})
+    generate_sql(model)
+
+
+def inherits_ghost():
+    model, _ = base()
+    model.role("admin", inherits="ghost")
+    generate_sql(model)
 
 
 def grants_to_ghost():
@@ -110,7 +127,7 @@ def grants_to_ghost():
     generate_sql(model)
 
 
-@pytest.mark.parametrize("build,message", CASES.values(), ids=CASES.keys())
+@pytest.mark.parametrize(("build", "message"), CASES.values(), ids=CASES.keys())
 def test_model_error_names_the_problem(build, message):
     with pytest.raises(ModelError) as info:
         build()

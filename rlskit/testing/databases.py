@@ -66,20 +66,12 @@ class ScratchDatabase:
     def url(self) -> str:
         return self.cluster.url(self.name)
 
-    def url_as(self, user: str) -> str:
-        return self.cluster.url(self.name, user=user)
-
     @property
     def version(self) -> int:
         return self.cluster.version
 
     def connect(self, user: str | None = None, **kwargs: object) -> psycopg.Connection:
         return psycopg.connect(self.cluster.url(self.name, user=user), **kwargs)
-
-    def execute(self, script: str) -> None:
-        """Run a multi-statement script as the superuser, in one transaction."""
-        with self.connect() as conn:
-            conn.execute(script)
 
     def drop(self) -> None:
         with psycopg.connect(self.cluster.admin_url, autocommit=True) as conn:
