@@ -99,10 +99,11 @@ CASES = {
     "view two statements": (lambda: view("SELECT 1; SELECT 2"),
                             "view 'v': query must be a single piece of SQL, found 2"),
     "tenant context missing": (no_tenant_context, "tenant tables need a 'tenant_id' context"),
-    "login role in grants": (grants_to_login_role,
+    "login role in grants": (lambda: grants_to_login_role(),
                              "table 'flow': login role 'app_authenticator' cannot be used in "
                              "grants; grant to group roles"),
-    "inherits unknown role": (inherits_ghost, "role 'admin' inherits unknown role 'ghost'"),
+    "inherits unknown role": (lambda: inherits_ghost(),
+                              "role 'admin' inherits unknown role 'ghost'"),
     "insert with using": (insert_with_using,
                           "policy 'p': an INSERT policy takes with_check, not using"),
 }
