@@ -108,3 +108,15 @@ def test_shape_cache_gives_the_same_text_as_direct_prettify(schema, table, role,
     for statement in statements:
         assert render(statement) == render_uncached(statement)
         assert render(statement) == render(statement)  # cached path, second time
+
+
+def test_tables_by_name_table_object_or_class_generate_the_same_sql():
+    from rlskit.examples.saas import Flow
+
+    def model_with(table: object) -> str:
+        model = Model()
+        model.context(tenant_id=Claim("tenant_id", type="uuid"))
+        model.tenant_table(table, grants={model.role("member"): "SELECT, UPDATE (status)"})
+        return generate_sql(model)
+
+    assert model_with(Flow) == model_with(Flow.__table__) == model_with("flow")
