@@ -20,7 +20,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from .config import Config, load_config, load_model
-from .errors import RlskitError
+from .diff import diff_database, drift_sql
+from .errors import ConfigError, RlskitError
 from .generate import DEFAULT_PG_VERSION, generate_sql
 from .server import LocalServer
 
@@ -88,6 +89,34 @@ def sql_command(
     else:
         out_file.write_text(script)
         err.print(f"wrote {out_file}", highlight=False)
+
+
+@app.command()
+@handled
+def diff(
+    database: Annotated[str | None, typer.Option(
+        "--database", "-d", help="Database URL (default: RLSKIT_DATABASE_URL, DATABASE_URL, "
+        "or database_url in [tool.rlskit]).")] = None,
+    model: ModelOption = None,
+) -> None:
+    """Print the SQL that would bring the database in line with the model; exit 1 on drift.
+
+    Compares by meaning (expressions as the server prints them); objects the model does not
+    manage are ignored. The database is not changed.
+    """
+    config = load_config(model=model, database_url=database)
+    loaded = load_model(config.model, config.root)
+    if not config.database_url:
+        raise ConfigError("no database: pass --database URL or set RLSKIT_DATABASE_URL")
+    with psycopg.connect(config.database_url) as conn:
+        changes = diff_database(conn, loaded)
+        script = drift_sql(changes, conn.info.server_version // 10000)
+    if not changes:
+        err.print("no drift: the database matches the model", highlight=False)
+        return
+    typer.echo(script, nl=False)
+    err.print(f"{len(changes)} difference(s)", highlight=False)
+    raise typer.Exit(1)
 
 
 @app.command()

@@ -13,8 +13,9 @@ from psycopg import sql
 
 from . import objects as o
 from .render import Ident, render
+from .sqltext import Privilege
 
-__all__ = ["create"]
+__all__ = ["alter", "create", "drop"]
 
 
 def _roles(names: tuple[str, ...]) -> sql.Composable:
@@ -98,28 +99,31 @@ def _(obj: o.Membership, pg_version: int) -> list[sql.Composable]:
 
 @create.register
 def _(obj: o.SchemaUsage, pg_version: int) -> list[sql.Composable]:
-    return [
-        sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
-            Ident(obj.schema), _roles(obj.roles)
-        )
-    ]
+    return [sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(Ident(obj.schema), Ident(obj.role))]
+
+
+def _privileges(privileges: tuple[Privilege, ...]) -> sql.Composable:
+    return sql.SQL(", ").join(
+        sql.SQL("{} ({})").format(sql.SQL(p.name), sql.SQL(", ").join(Ident(c) for c in p.columns))
+        if p.columns
+        else sql.SQL(p.name)
+        for p in privileges
+    )
+
+
+def _grant(obj: o.TableGrant, privileges: tuple[Privilege, ...]) -> sql.Composable:
+    return sql.SQL("GRANT {} ON TABLE {} TO {}").format(
+        _privileges(privileges), Ident(obj.schema, obj.table), Ident(obj.role))
+
+
+def _revoke(obj: o.TableGrant, privileges: tuple[Privilege, ...]) -> sql.Composable:
+    return sql.SQL("REVOKE {} ON TABLE {} FROM {}").format(
+        _privileges(privileges), Ident(obj.schema, obj.table), Ident(obj.role))
 
 
 @create.register
 def _(obj: o.TableGrant, pg_version: int) -> list[sql.Composable]:
-    privileges = sql.SQL(", ").join(
-        sql.SQL("{} ({})").format(
-            sql.SQL(p.name), sql.SQL(", ").join(Ident(c) for c in p.columns)
-        )
-        if p.columns
-        else sql.SQL(p.name)
-        for p in obj.privileges
-    )
-    return [
-        sql.SQL("GRANT {} ON TABLE {} TO {}").format(
-            privileges, Ident(obj.schema, obj.table), Ident(obj.role)
-        )
-    ]
+    return [_grant(obj, obj.privileges)]
 
 
 @create.register
@@ -146,11 +150,16 @@ def _(obj: o.Policy, pg_version: int) -> list[sql.Composable]:
         stmt = sql.SQL("{} USING ({})").format(stmt, sql.SQL(obj.using))
     if obj.with_check is not None:
         stmt = sql.SQL("{} WITH CHECK ({})").format(stmt, sql.SQL(obj.with_check))
-    return [stmt]
+    return [stmt, sql.SQL("COMMENT ON POLICY {} ON {} IS {}").format(
+        Ident(obj.name), Ident(obj.schema, obj.table), sql.Literal(o.MARKER))]
 
 
 @create.register
 def _(obj: o.View, pg_version: int) -> list[sql.Composable]:
+    return _view(obj, "CREATE")
+
+
+def _view(obj: o.View, verb: str) -> list[sql.Composable]:
     name = Ident(obj.schema, obj.name)
     if obj.columns:
         name = sql.SQL("{} ({})").format(
@@ -160,5 +169,111 @@ def _(obj: o.View, pg_version: int) -> list[sql.Composable]:
         sql.SQL("{} = {}").format(Ident(k), sql.SQL(v)) for k, v in obj.options
     )
     return [
-        sql.SQL("CREATE VIEW {} WITH ({}) AS {}").format(name, options, sql.SQL(obj.query))
+        sql.SQL("{} VIEW {} WITH ({}) AS {}").format(sql.SQL(verb), name, options,
+                                                    sql.SQL(obj.query)),
+        sql.SQL("COMMENT ON VIEW {} IS {}").format(Ident(obj.schema, obj.name),
+                                                    sql.Literal(o.MARKER)),
     ]
+
+
+# -- drop: the exact reverse of create ------------------------------------------------------
+
+
+@singledispatch
+def drop(obj: o.DbObject, pg_version: int) -> list[sql.Composable]:
+    """Statements that remove `obj` (the reverse of `create`)."""
+    raise TypeError(f"no DDL for {type(obj).__name__}")
+
+
+@drop.register
+def _(obj: o.Schema, pg_version: int) -> list[sql.Composable]:
+    return [sql.SQL("DROP SCHEMA IF EXISTS {}").format(Ident(obj.name))]
+
+
+@drop.register
+def _(obj: o.HelperFunction, pg_version: int) -> list[sql.Composable]:
+    args = sql.SQL("text") if obj.setting is None else sql.SQL("")
+    return [sql.SQL("DROP FUNCTION IF EXISTS {}({})").format(Ident(obj.schema, obj.name), args)]
+
+
+@drop.register
+def _(obj: o.Role, pg_version: int) -> list[sql.Composable]:
+    return [sql.SQL("DROP ROLE IF EXISTS {}").format(Ident(obj.name))]
+
+
+@drop.register
+def _(obj: o.Membership, pg_version: int) -> list[sql.Composable]:
+    return [sql.SQL("REVOKE {} FROM {}").format(Ident(obj.role), Ident(obj.member))]
+
+
+@drop.register
+def _(obj: o.SchemaUsage, pg_version: int) -> list[sql.Composable]:
+    return [sql.SQL("REVOKE USAGE ON SCHEMA {} FROM {}").format(Ident(obj.schema),
+                                                                 Ident(obj.role))]
+
+
+@drop.register
+def _(obj: o.TableGrant, pg_version: int) -> list[sql.Composable]:
+    return [_revoke(obj, obj.privileges)]
+
+
+@drop.register
+def _(obj: o.RowSecurity, pg_version: int) -> list[sql.Composable]:
+    table = Ident(obj.schema, obj.table)
+    stmts: list[sql.Composable] = []
+    if obj.force:
+        stmts.append(sql.SQL("ALTER TABLE {} NO FORCE ROW LEVEL SECURITY").format(table))
+    stmts.append(sql.SQL("ALTER TABLE {} DISABLE ROW LEVEL SECURITY").format(table))
+    return stmts
+
+
+@drop.register
+def _(obj: o.Policy, pg_version: int) -> list[sql.Composable]:
+    return [sql.SQL("DROP POLICY {} ON {}").format(Ident(obj.name),
+                                                   Ident(obj.schema, obj.table))]
+
+
+@drop.register
+def _(obj: o.View, pg_version: int) -> list[sql.Composable]:
+    return [sql.SQL("DROP VIEW {}").format(Ident(obj.schema, obj.name))]
+
+
+# -- alter: change `old` into `new` in place, or None when it must be dropped and created ---
+
+
+def alter(old: o.DbObject, new: o.DbObject, pg_version: int) -> list[sql.Composable] | None:
+    """Statements turning `old` into `new` (same key), or None if only drop + create will do.
+
+    Grants are added before they are revoked, so no privilege is ever missing mid-way.
+    """
+    if isinstance(new, o.Role):
+        return [sql.SQL("ALTER ROLE {} WITH {} {} {}").format(
+            Ident(new.name), sql.SQL("LOGIN" if new.login else "NOLOGIN"),
+            sql.SQL("INHERIT" if new.inherit else "NOINHERIT"),
+            sql.SQL("BYPASSRLS" if new.bypassrls else "NOBYPASSRLS"))]
+    if isinstance(new, o.TableGrant) and isinstance(old, o.TableGrant):
+        added = tuple(p for p in new.privileges if p not in old.privileges)
+        removed = tuple(p for p in old.privileges if p not in new.privileges)
+        return ([_grant(new, added)] if added else []) + \
+            ([_revoke(new, removed)] if removed else [])
+    if isinstance(new, o.RowSecurity):
+        table = Ident(new.schema, new.table)
+        return [sql.SQL("ALTER TABLE {} {} ROW LEVEL SECURITY").format(
+            table, sql.SQL("FORCE" if new.force else "NO FORCE"))]
+    if isinstance(new, o.Policy) and isinstance(old, o.Policy):
+        if (old.command, old.permissive) != (new.command, new.permissive):
+            return None
+        stmt = sql.SQL("ALTER POLICY {} ON {} TO {}").format(
+            Ident(new.name), Ident(new.schema, new.table), _roles(new.roles))
+        if new.using is not None:
+            stmt = sql.SQL("{} USING ({})").format(stmt, sql.SQL(new.using))
+        if new.with_check is not None:
+            stmt = sql.SQL("{} WITH CHECK ({})").format(stmt, sql.SQL(new.with_check))
+        return [stmt]
+    if isinstance(new, o.View) and isinstance(old, o.View):
+        if new.columns and new.columns[: len(old.columns)] != old.columns:
+            return None  # CREATE OR REPLACE VIEW can only add columns at the end
+        return _view(new, "CREATE OR REPLACE")
+    if isinstance(new, (o.Membership, o.HelperFunction)):
+        return create(new, pg_version)
+    return None

@@ -1,13 +1,14 @@
 """The database objects rlskit manages, as plain values.
 
 A model compiles to a list of these (see `target`); the DDL renderer turns each into SQL,
-and the migration layer compares them with what a live catalog holds. Names are final
-database names (role prefix applied); expressions are canonical SQL text.
+and the migration layer compares them with what a live catalog holds (`catalog`). Names
+are final database names (role prefix applied); expressions are canonical SQL text. Two
+objects with the same `key` are the same database object, perhaps in different states.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .sqltext import Privilege
 
@@ -25,9 +26,16 @@ __all__ = [
 ]
 
 
+MARKER = "managed by rlskit"  # comment on the policies and views rlskit owns
+
+
 @dataclass(frozen=True)
 class Schema:
     name: str
+
+    @property
+    def key(self) -> tuple:
+        return ("schema", self.name)
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,14 @@ class HelperFunction:
     returns: str
     setting: str | None
     settings_prefix: str
+    # As the server prints it (pg_get_functiondef): filled in by the catalog reader and the
+    # normaliser, compared by the diff; not part of the identity.
+    definition: str | None = field(default=None, compare=False)
+    arguments: str = field(default="", compare=False)
+
+    @property
+    def key(self) -> tuple:
+        return ("function", self.schema, self.name)
 
 
 @dataclass(frozen=True)
@@ -47,6 +63,11 @@ class Role:
     name: str
     login: bool
     inherit: bool
+    bypassrls: bool = False
+
+    @property
+    def key(self) -> tuple:
+        return ("role", self.name)
 
 
 @dataclass(frozen=True)
@@ -58,11 +79,19 @@ class Membership:
     inherit: bool
     set: bool
 
+    @property
+    def key(self) -> tuple:
+        return ("membership", self.role, self.member)
+
 
 @dataclass(frozen=True)
 class SchemaUsage:
     schema: str
-    roles: tuple[str, ...]
+    role: str
+
+    @property
+    def key(self) -> tuple:
+        return ("usage", self.schema, self.role)
 
 
 @dataclass(frozen=True)
@@ -72,12 +101,20 @@ class TableGrant:
     role: str
     privileges: tuple[Privilege, ...]
 
+    @property
+    def key(self) -> tuple:
+        return ("grant", self.schema, self.table, self.role)
+
 
 @dataclass(frozen=True)
 class RowSecurity:
     schema: str
     table: str
     force: bool
+
+    @property
+    def key(self) -> tuple:
+        return ("rls", self.schema, self.table)
 
 
 @dataclass(frozen=True)
@@ -91,6 +128,10 @@ class Policy:
     using: str | None
     with_check: str | None
 
+    @property
+    def key(self) -> tuple:
+        return ("policy", self.schema, self.table, self.name)
+
 
 @dataclass(frozen=True)
 class View:
@@ -99,6 +140,10 @@ class View:
     query: str
     columns: tuple[str, ...]
     options: tuple[tuple[str, str], ...]
+
+    @property
+    def key(self) -> tuple:
+        return ("view", self.schema, self.name)
 
 
 DbObject = (

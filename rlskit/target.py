@@ -73,14 +73,11 @@ def _memberships(model: Model) -> list[o.Membership]:
 
 
 def _schema_usage(model: Model) -> list[o.SchemaUsage]:
-    roles = tuple(model.role_name(r) for r in model.group_roles)
-    if not roles:
-        return []
     schemas = [model.helpers_schema]
     for obj in (*model.tables.values(), *model.views.values()):
         if obj.schema not in schemas:
             schemas.append(obj.schema)
-    return [o.SchemaUsage(s, roles) for s in schemas]
+    return [o.SchemaUsage(s, model.role_name(r)) for s in schemas for r in model.group_roles]
 
 
 def _policies(model: Model, table: Table) -> list[o.Policy]:

@@ -80,10 +80,28 @@ GRANT runner TO app_authenticator;
 -- Schema usage
 GRANT USAGE
   ON SCHEMA rlskit
-  TO read_only, member, tenant_admin, runner;
+  TO read_only;
+GRANT USAGE
+  ON SCHEMA rlskit
+  TO member;
+GRANT USAGE
+  ON SCHEMA rlskit
+  TO tenant_admin;
+GRANT USAGE
+  ON SCHEMA rlskit
+  TO runner;
 GRANT USAGE
   ON SCHEMA public
-  TO read_only, member, tenant_admin, runner;
+  TO read_only;
+GRANT USAGE
+  ON SCHEMA public
+  TO member;
+GRANT USAGE
+  ON SCHEMA public
+  TO tenant_admin;
+GRANT USAGE
+  ON SCHEMA public
+  TO runner;
 
 -- Table and view privileges
 GRANT SELECT
@@ -139,24 +157,58 @@ ALTER TABLE public.flow FORCE ROW LEVEL SECURITY;
 
 -- Policies
 CREATE POLICY tenant_isolation ON public.tenant AS RESTRICTIVE FOR all TO PUBLIC USING (id = (SELECT rlskit.tenant_id())) WITH CHECK (id = (SELECT rlskit.tenant_id()));
+COMMENT ON POLICY tenant_isolation ON public.tenant
+  IS 'managed by rlskit';
 CREATE POLICY read_only_select ON public.tenant AS PERMISSIVE FOR select TO read_only USING (TRUE);
+COMMENT ON POLICY read_only_select ON public.tenant
+  IS 'managed by rlskit';
 CREATE POLICY tenant_admin_update ON public.tenant AS PERMISSIVE FOR update TO tenant_admin USING (TRUE) WITH CHECK (TRUE);
+COMMENT ON POLICY tenant_admin_update ON public.tenant
+  IS 'managed by rlskit';
 CREATE POLICY fellow_members ON public.users AS PERMISSIVE FOR select TO read_only USING (EXISTS (SELECT 1
                                                                                                   FROM membership AS m
                                                                                                   WHERE m.user_id = users.id));
+COMMENT ON POLICY fellow_members ON public.users
+  IS 'managed by rlskit';
 CREATE POLICY tenant_isolation ON public.membership AS RESTRICTIVE FOR all TO PUBLIC USING (tenant_id = (SELECT rlskit.tenant_id())) WITH CHECK (tenant_id = (SELECT rlskit.tenant_id()));
+COMMENT ON POLICY tenant_isolation ON public.membership
+  IS 'managed by rlskit';
 CREATE POLICY leave_tenant ON public.membership AS PERMISSIVE FOR delete TO member USING (user_id = (SELECT rlskit.user_id()));
+COMMENT ON POLICY leave_tenant ON public.membership
+  IS 'managed by rlskit';
 CREATE POLICY admin_remove ON public.membership AS PERMISSIVE FOR delete TO tenant_admin USING (TRUE);
+COMMENT ON POLICY admin_remove ON public.membership
+  IS 'managed by rlskit';
 CREATE POLICY read_only_select ON public.membership AS PERMISSIVE FOR select TO read_only USING (TRUE);
+COMMENT ON POLICY read_only_select ON public.membership
+  IS 'managed by rlskit';
 CREATE POLICY tenant_admin_insert ON public.membership AS PERMISSIVE FOR insert TO tenant_admin WITH CHECK (TRUE);
+COMMENT ON POLICY tenant_admin_insert ON public.membership
+  IS 'managed by rlskit';
 CREATE POLICY tenant_admin_update ON public.membership AS PERMISSIVE FOR update TO tenant_admin USING (TRUE) WITH CHECK (TRUE);
+COMMENT ON POLICY tenant_admin_update ON public.membership
+  IS 'managed by rlskit';
 CREATE POLICY tenant_isolation ON public.flow AS RESTRICTIVE FOR all TO PUBLIC USING (tenant_id = (SELECT rlskit.tenant_id())) WITH CHECK (tenant_id = (SELECT rlskit.tenant_id()));
+COMMENT ON POLICY tenant_isolation ON public.flow
+  IS 'managed by rlskit';
 CREATE POLICY read_only_select ON public.flow AS PERMISSIVE FOR select TO read_only USING (TRUE);
+COMMENT ON POLICY read_only_select ON public.flow
+  IS 'managed by rlskit';
 CREATE POLICY runner_select ON public.flow AS PERMISSIVE FOR select TO runner USING (TRUE);
+COMMENT ON POLICY runner_select ON public.flow
+  IS 'managed by rlskit';
 CREATE POLICY runner_update ON public.flow AS PERMISSIVE FOR update TO runner USING (TRUE) WITH CHECK (TRUE);
+COMMENT ON POLICY runner_update ON public.flow
+  IS 'managed by rlskit';
 CREATE POLICY member_insert ON public.flow AS PERMISSIVE FOR insert TO member WITH CHECK (TRUE);
+COMMENT ON POLICY member_insert ON public.flow
+  IS 'managed by rlskit';
 CREATE POLICY member_update ON public.flow AS PERMISSIVE FOR update TO member USING (TRUE) WITH CHECK (TRUE);
+COMMENT ON POLICY member_update ON public.flow
+  IS 'managed by rlskit';
 CREATE POLICY tenant_admin_delete ON public.flow AS PERMISSIVE FOR delete TO tenant_admin USING (TRUE);
+COMMENT ON POLICY tenant_admin_delete ON public.flow
+  IS 'managed by rlskit';
 
 -- Restricted views
 CREATE VIEW public.member_directory
@@ -168,6 +220,8 @@ CREATE VIEW public.member_directory
           , u.last_name
      FROM users AS u
           INNER JOIN membership AS m ON m.user_id = u.id;
+COMMENT ON VIEW public.member_directory
+  IS 'managed by rlskit';
 GRANT SELECT
   ON TABLE public.member_directory
   TO member;

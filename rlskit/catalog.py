@@ -1,0 +1,164 @@
+"""Read the live state of everything a model manages, in bulk, as `objects` values.
+
+Scope: the model's roles (by name), memberships among them, their privileges on the
+model's schemas, tables and views, row security of the model's tables, policies on those
+tables that rlskit created (comment marker) or the model names, views that rlskit created
+or the model names, and the functions of the helpers schema. Anything else is never read,
+so it is never reported or dropped.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+from . import objects as o
+from .model import TABLE_PRIVILEGES, Model
+from .sqltext import Privilege
+
+__all__ = ["read_catalog"]
+
+_COMMANDS = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "*": "ALL"}
+
+_ROLES = """
+SELECT rolname, rolcanlogin, rolinherit, rolbypassrls
+FROM pg_catalog.pg_roles WHERE rolname = ANY(%(roles)s) ORDER BY rolname"""
+
+_MEMBERSHIPS_16 = """
+SELECT r.rolname, m.rolname, a.inherit_option, a.set_option
+FROM pg_catalog.pg_auth_members a
+JOIN pg_catalog.pg_roles r ON r.oid = a.roleid
+JOIN pg_catalog.pg_roles m ON m.oid = a.member
+WHERE r.rolname = ANY(%(roles)s) AND m.rolname = ANY(%(roles)s) ORDER BY 1, 2"""
+
+_MEMBERSHIPS_OLD = """
+SELECT r.rolname, m.rolname, true, true
+FROM pg_catalog.pg_auth_members a
+JOIN pg_catalog.pg_roles r ON r.oid = a.roleid
+JOIN pg_catalog.pg_roles m ON m.oid = a.member
+WHERE r.rolname = ANY(%(roles)s) AND m.rolname = ANY(%(roles)s) ORDER BY 1, 2"""
+
+_USAGE = """
+SELECT n.nspname, g.rolname
+FROM pg_catalog.pg_namespace n, pg_catalog.aclexplode(n.nspacl) acl
+JOIN pg_catalog.pg_roles g ON g.oid = acl.grantee
+WHERE n.nspname = ANY(%(schemas)s) AND acl.privilege_type = 'USAGE'
+  AND g.rolname = ANY(%(roles)s)
+ORDER BY 1, 2"""
+
+_RELATIONS = """
+SELECT c.oid, n.nspname, c.relname, c.relkind, c.relrowsecurity, c.relforcerowsecurity,
+       pg_catalog.obj_description(c.oid, 'pg_class') = %(marker)s AS marked
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = ANY(%(schemas)s) AND c.relkind IN ('r', 'p', 'v')"""
+
+_TABLE_GRANTS = """
+SELECT n.nspname, c.relname, g.rolname, acl.privilege_type, NULL::text
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace,
+     pg_catalog.aclexplode(c.relacl) acl JOIN pg_catalog.pg_roles g ON g.oid = acl.grantee
+WHERE c.oid = ANY(%(oids)s) AND g.rolname = ANY(%(roles)s)
+UNION ALL
+SELECT n.nspname, c.relname, g.rolname, acl.privilege_type, a.attname
+FROM pg_catalog.pg_attribute a
+JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace,
+     pg_catalog.aclexplode(a.attacl) acl JOIN pg_catalog.pg_roles g ON g.oid = acl.grantee
+WHERE c.oid = ANY(%(oids)s) AND g.rolname = ANY(%(roles)s) AND a.attnum > 0
+  AND NOT a.attisdropped
+ORDER BY 1, 2, 3, 4, 5"""
+
+_POLICIES = """
+SELECT n.nspname, c.relname, p.polname, p.polpermissive, p.polcmd,
+       ARRAY(SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid = ANY(p.polroles)
+             ORDER BY 1),
+       pg_catalog.pg_get_expr(p.polqual, p.polrelid),
+       pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid),
+       pg_catalog.obj_description(p.oid, 'pg_policy') = %(marker)s AS marked
+FROM pg_catalog.pg_policy p
+JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid = ANY(%(oids)s)
+ORDER BY 1, 2, 3"""
+
+_VIEWS = """
+SELECT c.oid, pg_catalog.pg_get_viewdef(c.oid, true),
+       ARRAY(SELECT a.attname FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid
+             AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
+       COALESCE(c.reloptions, '{}')
+FROM pg_catalog.pg_class c WHERE c.oid = ANY(%(oids)s)"""
+
+_FUNCTIONS = """
+SELECT n.nspname, p.proname, pg_catalog.pg_get_function_result(p.oid),
+       pg_catalog.pg_get_function_identity_arguments(p.oid),
+       pg_catalog.pg_get_functiondef(p.oid)
+FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname = %(helpers)s ORDER BY 2"""
+
+
+def privilege_key(priv: Privilege) -> tuple[int, tuple[str, ...]]:
+    """Canonical order of privileges: as in TABLE_PRIVILEGES, table-wide before columns."""
+    return TABLE_PRIVILEGES.index(priv.name), priv.columns
+
+
+def _grants(rows: list[tuple]) -> list[o.TableGrant]:
+    grouped: dict[tuple[str, str, str], dict[str, list[str]]] = {}
+    for schema, table, role, privilege, column in rows:
+        cols = grouped.setdefault((schema, table, role), {}).setdefault(privilege, [])
+        if column is not None:
+            cols.append(column)
+        elif "*" not in cols:
+            cols.insert(0, "*")
+    out = []
+    for (schema, table, role), privs in grouped.items():
+        items = []
+        for name, cols in privs.items():
+            if "*" in cols:
+                items.append(Privilege(name))
+                cols = [c for c in cols if c != "*"]
+            if cols:
+                items.append(Privilege(name, tuple(sorted(cols))))
+        out.append(o.TableGrant(schema, table, role, tuple(sorted(items, key=privilege_key))))
+    return out
+
+
+def read_catalog(conn: psycopg.Connection, model: Model) -> list[o.DbObject]:
+    """Everything of `model`'s that exists in the database `conn` is connected to."""
+    version = conn.info.server_version // 10000
+    roles = [model.role_name(r) for r in model.roles.values()]
+    schemas = sorted({model.helpers_schema} | {s for s, _ in model.tables}
+                     | {s for s, _ in model.views})
+    params = {"roles": roles, "schemas": schemas, "marker": o.MARKER,
+              "helpers": model.helpers_schema}
+    out: list[o.DbObject] = []
+
+    if conn.execute("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %(helpers)s",
+                    params).fetchone():
+        out.append(o.Schema(model.helpers_schema))
+    for schema, name, returns, args, definition in conn.execute(_FUNCTIONS, params):
+        out.append(o.HelperFunction(schema, name, returns, None, "", definition=definition,
+                                    arguments=args))
+    out += [o.Role(*row) for row in conn.execute(_ROLES, params)]
+    memberships = _MEMBERSHIPS_16 if version >= 16 else _MEMBERSHIPS_OLD
+    out += [o.Membership(*row) for row in conn.execute(memberships, params)]
+    out += [o.SchemaUsage(*row) for row in conn.execute(_USAGE, params)]
+
+    relations = conn.execute(_RELATIONS, params).fetchall()
+    tables = {(s, n): oid for oid, s, n, kind, *_ in relations
+              if kind in "rp" and (s, n) in model.tables}
+    views = {(s, n): oid for oid, s, n, kind, _, _, marked in relations
+             if kind == "v" and ((s, n) in model.views or marked)}
+    params["oids"] = list(tables.values()) + list(views.values())
+    out += _grants(conn.execute(_TABLE_GRANTS, params).fetchall())
+    out += [o.RowSecurity(s, n, force) for _, s, n, kind, rls, force, _ in relations
+            if (s, n) in tables and rls]
+    declared = {(t.schema, t.name, p.name) for t in model.tables.values() for p in t.policies}
+    for schema, table, name, permissive, cmd, pol_roles, using, check, marked in conn.execute(
+            _POLICIES, params):
+        if marked or (schema, table, name) in declared:
+            out.append(o.Policy(schema, table, name, permissive, _COMMANDS[cmd],
+                                tuple(pol_roles), using, check))
+    view_rows = {oid: rest for oid, *rest in conn.execute(_VIEWS, {"oids": list(views.values())})}
+    for (schema, name), oid in views.items():
+        query, columns, options = view_rows[oid]
+        opts = tuple(sorted(tuple(opt.split("=", 1)) for opt in options))
+        out.append(o.View(schema, name, query, tuple(columns), opts))
+    return out

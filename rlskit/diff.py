@@ -1,0 +1,113 @@
+"""Compare the model with a live database, by meaning, and say what must change.
+
+Both sides are canonicalised (`fingerprint`): privileges and policy roles in a fixed order,
+options sorted, expressions and queries as the server prints them (see `normalize`).
+A change is an ALTER where PostgreSQL allows one, and drop + create only where it must.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import psycopg
+
+from . import objects as o
+from .catalog import privilege_key, read_catalog
+from .ddl import alter, create, drop
+from .model import Model
+from .normalize import normalize
+from .render import render
+from .target import target_objects
+
+__all__ = ["Change", "compare", "diff_database", "drift_sql"]
+
+_KIND_ORDER = [o.Schema, o.HelperFunction, o.Role, o.Membership, o.SchemaUsage, o.TableGrant,
+               o.RowSecurity, o.Policy, o.View]
+
+
+@dataclass(frozen=True)
+class Change:
+    """``create`` (old is None), ``drop`` (new is None), ``alter`` or ``replace``
+    (drop + create) of one object."""
+
+    action: str
+    old: o.DbObject | None
+    new: o.DbObject | None
+
+    @property
+    def obj(self) -> o.DbObject:
+        return self.new if self.new is not None else self.old  # type: ignore[return-value]
+
+    def statements(self, pg_version: int) -> list[str]:
+        if self.action == "create":
+            stmts = create(self.new, pg_version)
+        elif self.action == "drop":
+            stmts = drop(self.old, pg_version)
+        elif self.action == "alter":
+            stmts = alter(self.old, self.new, pg_version) or []
+        else:
+            stmts = [*drop(self.old, pg_version), *create(self.new, pg_version)]
+        return [render(s) for s in stmts]
+
+
+def fingerprint(obj: o.DbObject, pg_version: int) -> object:
+    """What must be equal for two objects with the same key to be the same state."""
+    if isinstance(obj, o.HelperFunction):
+        return obj.key, obj.returns, obj.definition
+    if isinstance(obj, o.Membership) and pg_version < 16:
+        return obj.key  # no membership options before PostgreSQL 16
+    if isinstance(obj, o.TableGrant):
+        privileges = tuple(sorted((dataclasses.replace(p, columns=tuple(sorted(p.columns)))
+                                   for p in obj.privileges), key=privilege_key))
+        return dataclasses.replace(obj, privileges=privileges)
+    if isinstance(obj, o.Policy):
+        return dataclasses.replace(obj, roles=tuple(sorted(obj.roles)))
+    if isinstance(obj, o.View):
+        return dataclasses.replace(obj, options=tuple(sorted(obj.options)))
+    return obj
+
+
+def compare(target: list[o.DbObject], normalized: list[o.DbObject], live: list[o.DbObject],
+            pg_version: int) -> list[Change]:
+    """Changes that turn `live` into `target` (`normalized` is `target` after `normalize`).
+
+    Drops come first (dependents before what they depend on), then creates and alters in
+    the target's dependency order.
+    """
+    live_by_key = {obj.key: obj for obj in live}
+    target_keys = {obj.key for obj in target}
+    drops = [Change("drop", obj, None) for obj in live if obj.key not in target_keys]
+    drops.sort(key=lambda c: -_KIND_ORDER.index(type(c.old)))
+    changes = []
+    recreated: set[tuple[str, str]] = set()  # replaced views lose their grants
+    for want, canonical in zip(target, normalized, strict=True):
+        have = live_by_key.get(want.key)
+        lost = isinstance(want, o.TableGrant) and (want.schema, want.table) in recreated
+        if have is None or lost:
+            changes.append(Change("create", None, want))
+        elif fingerprint(canonical, pg_version) != fingerprint(have, pg_version):
+            in_place = alter(have, canonical, pg_version) is not None
+            changes.append(Change("alter" if in_place else "replace", have, want))
+            if isinstance(want, o.View) and not in_place:
+                recreated.add((want.schema, want.name))
+    return drops + changes
+
+
+def diff_database(conn: psycopg.Connection, model: Model) -> list[Change]:
+    """The changes that would bring the database `conn` is connected to in line with
+    `model` (the database itself is left untouched)."""
+    pg_version = conn.info.server_version // 10000
+    target = target_objects(model, pg_version)
+    live = read_catalog(conn, model)
+    normalized = normalize(conn, target, {obj.key for obj in live}, pg_version)
+    return compare(target, normalized, live, pg_version)
+
+
+def drift_sql(changes: list[Change], pg_version: int) -> str:
+    """The changes as one SQL script, each statement headed by what it does."""
+    lines = []
+    for change in changes:
+        lines.append(f"-- {change.action} {' '.join(map(str, change.obj.key))}")
+        lines += [stmt + ";" for stmt in change.statements(pg_version)]
+    return "\n".join(lines) + ("\n" if lines else "")

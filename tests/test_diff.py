@@ -1,0 +1,172 @@
+"""Diff by meaning against a live database: no false drift, every real drift, nothing
+unmanaged, and the database left untouched."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import psycopg
+import pytest
+
+from rlskit.diff import diff_database, drift_sql
+
+SNAPSHOT = """
+SELECT json_build_object(
+  'policies', (SELECT json_agg(json_build_array(polrelid::regclass::text, polname, polcmd,
+                 polpermissive, polroles::regrole[]::text[], pg_get_expr(polqual, polrelid),
+                 pg_get_expr(polwithcheck, polrelid)) ORDER BY 1, 2) FROM pg_policy),
+  'tables', (SELECT json_agg(json_build_array(oid::regclass::text, relrowsecurity,
+               relforcerowsecurity, relacl::text[], reloptions) ORDER BY 1)
+             FROM pg_class WHERE relnamespace = 'public'::regnamespace),
+  'roles', (SELECT json_agg(json_build_array(rolname, rolcanlogin, rolinherit, rolbypassrls)
+            ORDER BY 1) FROM pg_roles WHERE rolname LIKE %s))
+"""
+
+
+def snapshot(conn: psycopg.Connection, prefix: str) -> dict:
+    return conn.execute(SNAPSHOT, [prefix + "%"]).fetchone()[0]
+
+
+def actions(changes) -> list[tuple]:
+    return [(c.action, *c.obj.key) for c in changes]
+
+
+def test_no_drift_right_after_install(example):
+    with example.db.connect() as conn:
+        before = snapshot(conn, example.db.role_prefix)
+        assert diff_database(conn, example.model) == []
+        assert snapshot(conn, example.db.role_prefix) == before
+
+
+def test_reformatted_expressions_are_not_drift(example):
+    for table in example.model.tables.values():
+        for policy in table.policies:
+            if policy.using_sql:
+                policy.using_sql = "(" + policy.using_sql.upper().replace(" = ", "   =   ") + ")"
+    del example.model.views[("public", "member_directory")]
+    example.model.view("member_directory", grants={"member": "SELECT"}, query=(
+        "select U.ID, u.email, U.First_Name, u.last_name\n  from public.users AS u "
+        "inner join membership AS m on (m.user_id = u.id)"))
+    with example.db.connect() as conn:
+        assert diff_database(conn, example.model) == []
+
+
+def test_changed_using_is_exactly_one_alter_policy(example):
+    membership = example.model.tables[("public", "membership")]
+    policy = next(p for p in membership.policies if p.name == "leave_tenant")
+    policy.using_sql = "user_id = (SELECT rlskit.user_id()) AND role <> 'owner'"
+    with example.db.connect() as conn:
+        changes = diff_database(conn, example.model)
+        assert actions(changes) == [("alter", "policy", "public", "membership", "leave_tenant")]
+        script = drift_sql(changes, example.db.version)
+        assert script.count("ALTER POLICY leave_tenant ON public.membership") == 1
+        conn.execute(script)
+        assert diff_database(conn, example.model) == []
+
+
+def test_changed_command_is_drop_and_create(example):
+    users = example.model.tables[("public", "users")]
+    policy = next(p for p in users.policies if p.name == "fellow_members")
+    policy.command = "ALL"
+    with example.db.connect() as conn:
+        changes = diff_database(conn, example.model)
+        assert actions(changes) == [("replace", "policy", "public", "users", "fellow_members")]
+        script = drift_sql(changes, example.db.version)
+        assert "DROP POLICY fellow_members ON public.users;" in script
+        conn.execute(script)
+        assert diff_database(conn, example.model) == []
+
+
+DRIFT = {
+    "dropped policy": ("DROP POLICY leave_tenant ON membership",
+                       ("create", "policy", "public", "membership", "leave_tenant")),
+    "no force": ("ALTER TABLE flow NO FORCE ROW LEVEL SECURITY",
+                 ("alter", "rls", "public", "flow")),
+    "disabled rls": ("ALTER TABLE flow DISABLE ROW LEVEL SECURITY",
+                     ("create", "rls", "public", "flow")),
+    "revoke": ('REVOKE DELETE ON membership FROM "{member}"',
+               ("alter", "grant", "public", "membership", "{member}")),
+    "bypassrls": ('ALTER ROLE "{member}" BYPASSRLS', ("alter", "role", "{member}")),
+    "security_invoker removed": ("ALTER VIEW member_directory RESET (security_invoker)",
+                                 ("alter", "view", "public", "member_directory")),
+    "using changed behind our back": (
+        "ALTER POLICY tenant_isolation ON flow USING (true)",
+        ("alter", "policy", "public", "flow", "tenant_isolation")),
+}
+
+
+@pytest.mark.parametrize(("statement", "expected"), DRIFT.values(), ids=DRIFT.keys())
+def test_drift_is_reported_and_fixed(example, statement, expected):
+    member = example.role("member")
+    if "security_invoker" in statement and example.db.version < 15:
+        pytest.skip("no security_invoker before PostgreSQL 15")
+    with example.db.connect() as conn:
+        conn.execute(statement.format(member=member))
+        changes = diff_database(conn, example.model)
+        assert actions(changes) == [tuple(k.format(member=member) for k in expected)]
+        conn.execute(drift_sql(changes, example.db.version))
+        assert diff_database(conn, example.model) == []
+
+
+def test_unmanaged_objects_are_left_alone(example):
+    other = example.db.role_prefix + "analyst"
+    with example.db.connect() as conn:
+        conn.execute(f'CREATE ROLE "{other}"')
+        conn.execute(f'GRANT SELECT ON flow TO "{other}"')
+        conn.execute(f'CREATE POLICY analysts ON flow FOR SELECT TO "{other}" USING (true)')
+        conn.execute(f'GRANT "{example.role("member")}" TO "{other}"')
+        conn.execute("CREATE VIEW flow_names AS SELECT name FROM flow")
+        assert diff_database(conn, example.model) == []
+
+
+def test_cli_diff_exit_codes(example):
+    env = {**os.environ, "RLSKIT_DATABASE_URL": example.db.url}
+    code = ("from rlskit.examples.saas import build_model; "
+            f"model = build_model({example.db.role_prefix!r})")
+
+    def run() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-c", code + "; import sys; sys.modules['m'] = sys.modules[__name__]"
+             "; from rlskit.cli import app; app(['diff', '--model', 'm:model'])"],
+            capture_output=True, text=True, env=env, timeout=120)
+
+    clean = run()
+    assert clean.returncode == 0, clean.stderr
+    assert "no drift" in clean.stderr
+    with example.db.connect() as conn:
+        conn.execute("ALTER TABLE flow NO FORCE ROW LEVEL SECURITY")
+    drifted = run()
+    assert drifted.returncode == 1, drifted.stderr
+    assert "ALTER TABLE public.flow FORCE ROW LEVEL SECURITY;" in drifted.stdout
+    assert json.dumps(drifted.stdout)  # printable as text
+
+
+def test_cli_diff_without_database_is_exit_2(tmp_path):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RLSKIT_DATABASE_URL", "DATABASE_URL")}
+    result = subprocess.run([sys.executable, "-m", "rlskit", "diff", "--model",
+                             "rlskit.examples.saas:model"], capture_output=True, text=True,
+                            env=env, cwd=tmp_path, timeout=120)
+    assert result.returncode == 2 and "no database" in result.stderr
+
+
+@pytest.mark.parametrize(("columns", "action"), [
+    ("u.id, u.email", "replace"),  # a column dropped: CREATE OR REPLACE cannot do it
+    ("u.id, u.email, u.first_name, u.last_name, m.role", "alter"),  # one added at the end
+])
+def test_changed_view_query(example, columns, action):
+    del example.model.views[("public", "member_directory")]
+    example.model.view("member_directory", grants={"member": "SELECT"}, query=(
+        f"SELECT {columns} FROM users u JOIN membership m ON m.user_id = u.id"))
+    with example.db.connect() as conn:
+        changes = diff_database(conn, example.model)
+        expected = [(action, "view", "public", "member_directory")]
+        if action == "replace":  # dropping the view dropped its grants
+            expected.append(("create", "grant", "public", "member_directory",
+                             example.role("member")))
+        assert actions(changes) == expected
+        conn.execute(drift_sql(changes, example.db.version))
+        assert diff_database(conn, example.model) == []
