@@ -18,12 +18,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from . import generation
+from . import diff, generation
 
 RESULTS = Path(__file__).parent / "results"
-BENCHMARKS = {"generation": generation.run}
+BENCHMARKS = {"generation": generation.run, "diff": diff.run}
 GROSS = {"uncached_over_cached_1000_tables": (1.5, None),
-         "per_table_cost_largest_over_smallest": (None, 3.0)}
+         "per_table_cost_largest_over_smallest": (None, 3.0),
+         "diff_per_table_cost_largest_over_smallest": (None, 3.0)}
 
 
 def machine() -> str:

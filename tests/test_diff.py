@@ -170,3 +170,12 @@ def test_changed_view_query(example, columns, action):
         assert actions(changes) == expected
         conn.execute(drift_sql(changes, example.db.version))
         assert diff_database(conn, example.model) == []
+
+
+def test_an_expression_the_server_rejects_is_drift_not_a_crash(example):
+    users = example.model.tables[("public", "users")]
+    policy = next(p for p in users.policies if p.name == "fellow_members")
+    policy.using_sql = "no_such_column = 1"
+    with example.db.connect() as conn:
+        changes = diff_database(conn, example.model)
+        assert actions(changes) == [("alter", "policy", "public", "users", "fellow_members")]
