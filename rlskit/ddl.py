@@ -48,9 +48,7 @@ def _(obj: o.Schema, pg_version: int) -> list[sql.Composable]:
 @create.register
 def _(obj: o.HelperFunction, pg_version: int) -> list[sql.Composable]:
     if obj.setting is None:
-        signature = sql.SQL("{}({} text)").format(
-            Ident(obj.schema, obj.name), Ident("name")
-        )
+        signature = sql.SQL("{}({})").format(Ident(obj.schema, obj.name), sql.SQL(obj.arguments))
         setting = sql.SQL("{} || {}").format(
             sql.Literal(obj.settings_prefix + "."), Ident("name")
         )
@@ -192,8 +190,8 @@ def _(obj: o.Schema, pg_version: int) -> list[sql.Composable]:
 
 @drop.register
 def _(obj: o.HelperFunction, pg_version: int) -> list[sql.Composable]:
-    args = sql.SQL("text") if obj.setting is None else sql.SQL("")
-    return [sql.SQL("DROP FUNCTION IF EXISTS {}({})").format(Ident(obj.schema, obj.name), args)]
+    return [sql.SQL("DROP FUNCTION IF EXISTS {}({})").format(Ident(obj.schema, obj.name),
+                                                              sql.SQL(obj.arguments))]
 
 
 @drop.register

@@ -40,8 +40,8 @@ class Schema:
 
 @dataclass(frozen=True)
 class HelperFunction:
-    """``schema.name()`` returning the setting as `returns`; ``setting=None`` is the generic
-    ``claim(name text)`` reader of ``prefix.<name>``."""
+    """``schema.name(arguments)`` returning the setting as `returns`; ``setting=None`` is the
+    generic ``claim(name text)`` reader of ``prefix.<name>``."""
 
     schema: str
     name: str
@@ -51,7 +51,7 @@ class HelperFunction:
     # As the server prints it (pg_get_functiondef): filled in by the catalog reader and the
     # normaliser, compared by the diff; not part of the identity.
     definition: str | None = field(default=None, compare=False)
-    arguments: str = field(default="", compare=False)
+    arguments: str = ""  # as pg_get_function_identity_arguments prints them
 
     @property
     def key(self) -> tuple:

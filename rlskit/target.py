@@ -54,7 +54,7 @@ def _helpers(model: Model) -> list[o.HelperFunction]:
         o.HelperFunction(schema, name, claim.sql_type, model.setting_name(name), prefix)
         for name, claim in model.claims.items()
     ]
-    helpers.append(o.HelperFunction(schema, "claim", "text", None, prefix))
+    helpers.append(o.HelperFunction(schema, "claim", "text", None, prefix, arguments="name text"))
     return helpers
 
 

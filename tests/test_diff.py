@@ -179,3 +179,14 @@ def test_an_expression_the_server_rejects_is_drift_not_a_crash(example):
     with example.db.connect() as conn:
         changes = diff_database(conn, example.model)
         assert actions(changes) == [("alter", "policy", "public", "users", "fellow_members")]
+
+
+def test_a_context_removed_from_the_model_drops_its_helper(example):
+    del example.model.claims["department"]
+    with example.db.connect() as conn:
+        changes = diff_database(conn, example.model)
+        assert actions(changes) == [("drop", "function", "rlskit", "department")]
+        conn.execute(drift_sql(changes, example.db.version))
+        assert diff_database(conn, example.model) == []
+        assert conn.execute("SELECT to_regprocedure('rlskit.claim(text)') IS NOT NULL"
+                            ).fetchone()[0]
