@@ -23,15 +23,9 @@ _ROLES = """
 SELECT rolname, rolcanlogin, rolinherit, rolbypassrls
 FROM pg_catalog.pg_roles WHERE rolname = ANY(%(roles)s) ORDER BY rolname"""
 
-_MEMBERSHIPS_16 = """
-SELECT r.rolname, m.rolname, a.inherit_option, a.set_option
-FROM pg_catalog.pg_auth_members a
-JOIN pg_catalog.pg_roles r ON r.oid = a.roleid
-JOIN pg_catalog.pg_roles m ON m.oid = a.member
-WHERE r.rolname = ANY(%(roles)s) AND m.rolname = ANY(%(roles)s) ORDER BY 1, 2"""
-
-_MEMBERSHIPS_OLD = """
-SELECT r.rolname, m.rolname, true, true
+# Membership options (INHERIT, SET) exist from PostgreSQL 16; before, report them as true.
+_MEMBERSHIPS = """
+SELECT r.rolname, m.rolname, {options}
 FROM pg_catalog.pg_auth_members a
 JOIN pg_catalog.pg_roles r ON r.oid = a.roleid
 JOIN pg_catalog.pg_roles m ON m.oid = a.member
@@ -137,8 +131,9 @@ def read_catalog(conn: psycopg.Connection, model: Model) -> list[o.DbObject]:
         out.append(o.HelperFunction(schema, name, returns, None, "", definition=definition,
                                     arguments=args))
     out += [o.Role(*row) for row in conn.execute(_ROLES, params)]
-    memberships = _MEMBERSHIPS_16 if version >= 16 else _MEMBERSHIPS_OLD
-    out += [o.Membership(*row) for row in conn.execute(memberships, params)]
+    options = "a.inherit_option, a.set_option" if version >= 16 else "true, true"
+    out += [o.Membership(*row)
+            for row in conn.execute(_MEMBERSHIPS.format(options=options), params)]
     out += [o.SchemaUsage(*row) for row in conn.execute(_USAGE, params)]
 
     relations = conn.execute(_RELATIONS, params).fetchall()

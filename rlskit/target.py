@@ -67,7 +67,7 @@ def _memberships(model: Model) -> list[o.Membership]:
     for name, allowed in model.authenticators.items():
         targets = model.group_roles if allowed is None else [model.resolve_role(r)
                                                              for r in allowed]
-        out += [o.Membership(model.role_name(t), model.role_prefix + name,
+        out += [o.Membership(model.role_name(t), model.role_name(name),
                              inherit=False, set=True) for t in targets]
     return out
 

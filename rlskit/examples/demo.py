@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import errors, sql
 
-from ..errors import ConfigError
 from ..model import Model
+from ..scratch import drop_database
 from .install import ExampleData, install
 
 __all__ = ["Probe", "run_demo"]
@@ -101,14 +101,8 @@ def run_demo(admin_url: str, database: str, model: Model) -> list[Probe]:
 
     The model must have a role prefix: the demo's roles are dropped and recreated by it.
     """
-    if not model.role_prefix:
-        raise ConfigError("the demo needs a model with a role prefix (it recreates its roles)")
+    drop_database(admin_url, database, model.role_prefix)
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(database)))
-        for (role,) in conn.execute("SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s)",
-                                    [model.role_prefix]).fetchall():
-            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
     url = psycopg.conninfo.make_conninfo(admin_url, dbname=database)
     data = install(url, model, model.role_prefix + "owner")

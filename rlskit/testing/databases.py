@@ -19,6 +19,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from ..scratch import drop_database
 from ..server import LocalServer
 
 __all__ = ["Cluster", "ScratchDatabase", "open_cluster"]
@@ -74,14 +75,7 @@ class ScratchDatabase:
         return psycopg.connect(self.cluster.url(self.name, user=user), **kwargs)
 
     def drop(self) -> None:
-        with psycopg.connect(self.cluster.admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(self.name)))
-            roles = conn.execute(
-                "SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s) ORDER BY 1",
-                [self.role_prefix]).fetchall()
-            for (role,) in roles:
-                conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+        drop_database(self.cluster.admin_url, self.name, self.role_prefix)
 
 
 @contextmanager
