@@ -2,9 +2,8 @@
 
 Scope: the model's roles (by name), memberships among them, their privileges on the
 model's schemas, tables and views, row security of the model's tables, policies on those
-tables that rlskit created (comment marker) or the model names, views that rlskit created
-or the model names, and the functions of the helpers schema. Anything else is never read,
-so it is never reported or dropped.
+tables that rlskit created (comment marker) or the model names, and likewise views and
+helper functions. Anything else is never read, so it is never reported or dropped.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ import psycopg
 
 from . import objects as o
 from .model import TABLE_PRIVILEGES, Model
-from .sqltext import Privilege
+from .sqltext import Privilege, setting_read
 
 __all__ = ["read_catalog"]
 
@@ -85,7 +84,10 @@ SELECT n.nspname, p.proname, pg_catalog.pg_get_function_result(p.oid),
        pg_catalog.pg_get_function_identity_arguments(p.oid),
        pg_catalog.pg_get_functiondef(p.oid)
 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-WHERE n.nspname = %(helpers)s ORDER BY 2"""
+WHERE n.nspname = %(helpers)s
+  AND (p.proname = ANY(%(helper_names)s)
+       OR pg_catalog.obj_description(p.oid, 'pg_proc') = %(marker)s)
+ORDER BY 2"""
 
 
 def privilege_key(priv: Privilege) -> tuple[int, tuple[str, ...]]:
@@ -121,15 +123,16 @@ def read_catalog(conn: psycopg.Connection, model: Model) -> list[o.DbObject]:
     schemas = sorted({model.helpers_schema} | {s for s, _ in model.tables}
                      | {s for s, _ in model.views})
     params = {"roles": roles, "schemas": schemas, "marker": o.MARKER,
-              "helpers": model.helpers_schema}
+              "helpers": model.helpers_schema, "helper_names": [*model.claims, "claim"]}
     out: list[o.DbObject] = []
 
     if conn.execute("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %(helpers)s",
                     params).fetchone():
         out.append(o.Schema(model.helpers_schema))
     for schema, name, returns, args, definition in conn.execute(_FUNCTIONS, params):
-        out.append(o.HelperFunction(schema, name, returns, None, "", definition=definition,
-                                    arguments=args))
+        setting, prefix = setting_read(definition) or (None, "")
+        out.append(o.HelperFunction(schema, name, returns, setting, prefix,
+                                    definition=definition, arguments=args))
     out += [o.Role(*row) for row in conn.execute(_ROLES, params)]
     options = "a.inherit_option, a.set_option" if version >= 16 else "true, true"
     out += [o.Membership(*row)

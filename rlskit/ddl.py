@@ -61,7 +61,8 @@ def _(obj: o.HelperFunction, pg_version: int) -> list[sql.Composable]:
     return [
         sql.SQL(
             "CREATE OR REPLACE FUNCTION {} RETURNS {} LANGUAGE sql STABLE PARALLEL SAFE RETURN {}"
-        ).format(signature, sql.SQL(obj.returns), value)
+        ).format(signature, sql.SQL(obj.returns), value),
+        sql.SQL("COMMENT ON FUNCTION {} IS {}").format(signature, sql.Literal(o.MARKER)),
     ]
 
 
@@ -259,19 +260,34 @@ def alter(old: o.DbObject, new: o.DbObject, pg_version: int) -> list[sql.Composa
         return [sql.SQL("ALTER TABLE {} {} ROW LEVEL SECURITY").format(
             table, sql.SQL("FORCE" if new.force else "NO FORCE"))]
     if isinstance(new, o.Policy) and isinstance(old, o.Policy):
-        if (old.command, old.permissive) != (new.command, new.permissive):
-            return None
-        stmt = sql.SQL("ALTER POLICY {} ON {} TO {}").format(
-            Ident(new.name), Ident(new.schema, new.table), _roles(new.roles))
-        if new.using is not None:
-            stmt = sql.SQL("{} USING ({})").format(stmt, sql.SQL(new.using))
-        if new.with_check is not None:
-            stmt = sql.SQL("{} WITH CHECK ({})").format(stmt, sql.SQL(new.with_check))
-        return [stmt]
+        return _alter_policy(old, new)
     if isinstance(new, o.View) and isinstance(old, o.View):
         if new.columns and new.columns[: len(old.columns)] != old.columns:
             return None  # CREATE OR REPLACE VIEW can only add columns at the end
         return _view(new, "CREATE OR REPLACE")
-    if isinstance(new, (o.Membership, o.HelperFunction)):
+    if isinstance(new, o.HelperFunction) and isinstance(old, o.HelperFunction):
+        # CREATE OR REPLACE cannot change the result type
+        return create(new, pg_version) if new.returns == old.returns else None
+    if isinstance(new, o.Membership):
         return create(new, pg_version)
     return None
+
+
+def _alter_policy(old: o.Policy, new: o.Policy) -> list[sql.Composable] | None:
+    """``ALTER POLICY`` naming only the clauses that differ; None when it cannot express
+    the change (command, permissive/restrictive, or a clause that is removed)."""
+    if (old.command, old.permissive) != (new.command, new.permissive):
+        return None
+    if (new.using is None and old.using is not None) or (
+            new.with_check is None and old.with_check is not None):
+        return None
+    stmt = sql.SQL("ALTER POLICY {} ON {}").format(Ident(new.name),
+                                                  Ident(new.schema, new.table))
+    if sorted(new.roles) != sorted(old.roles):
+        stmt = sql.SQL("{} TO {}").format(stmt, _roles(new.roles))
+    if new.using != old.using:
+        stmt = sql.SQL("{} USING ({})").format(stmt, sql.SQL(new.using))  # type: ignore[arg-type]
+    if new.with_check != old.with_check:
+        stmt = sql.SQL("{} WITH CHECK ({})").format(stmt,
+                                                    sql.SQL(new.with_check))  # type: ignore[arg-type]
+    return [stmt]

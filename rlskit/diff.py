@@ -68,19 +68,43 @@ def fingerprint(obj: o.DbObject, pg_version: int) -> object:
     return obj
 
 
+def _keep_unchanged(want: o.DbObject, canonical: o.DbObject, have: o.DbObject
+                    ) -> o.DbObject:
+    """`want` with the live text of every policy clause that means the same, so an ALTER
+    names only the clauses that really change."""
+    if not isinstance(want, o.Policy):
+        return want
+    assert isinstance(canonical, o.Policy) and isinstance(have, o.Policy)
+    same = {}
+    if sorted(canonical.roles) == sorted(have.roles):
+        same["roles"] = have.roles
+    for clause in ("using", "with_check"):
+        if getattr(canonical, clause) == getattr(have, clause):
+            same[clause] = getattr(have, clause)
+    return dataclasses.replace(want, **same)
+
+
+def _drop_order(change: Change, views: set[tuple[str, str]]) -> int:
+    """Dependents first: grants on views, views, policies, ... schemas."""
+    obj = change.old
+    if isinstance(obj, o.TableGrant) and (obj.schema, obj.table) in views:
+        return -len(_KIND_ORDER)
+    return -_KIND_ORDER.index(type(obj))
+
+
 def compare(target: list[o.DbObject], normalized: list[o.DbObject], live: list[o.DbObject],
             pg_version: int) -> list[Change]:
     """Changes that turn `live` into `target` (`normalized` is `target` after `normalize`).
 
     Drops come first (dependents before what they depend on), then creates and alters in
-    the target's dependency order.
+    the target's dependency order. A view that must be dropped and created has its grants
+    revoked first and granted again after, so that every step has an exact reverse.
     """
     live_by_key = {obj.key: obj for obj in live}
     target_keys = {obj.key for obj in target}
     drops = [Change("drop", obj, None) for obj in live if obj.key not in target_keys]
-    drops.sort(key=lambda c: -_KIND_ORDER.index(type(c.old)))
     changes = []
-    recreated: set[tuple[str, str]] = set()  # replaced views lose their grants
+    recreated: set[tuple[str, str]] = set()
     for want, canonical in zip(target, normalized, strict=True):
         have = live_by_key.get(want.key)
         lost = isinstance(want, o.TableGrant) and (want.schema, want.table) in recreated
@@ -88,9 +112,16 @@ def compare(target: list[o.DbObject], normalized: list[o.DbObject], live: list[o
             changes.append(Change("create", None, want))
         elif fingerprint(canonical, pg_version) != fingerprint(have, pg_version):
             in_place = alter(have, canonical, pg_version) is not None
+            want = _keep_unchanged(want, canonical, have)
             changes.append(Change("alter" if in_place else "replace", have, want))
             if isinstance(want, o.View) and not in_place:
                 recreated.add((want.schema, want.name))
+    dropped = {c.old.key for c in drops}  # type: ignore[union-attr]
+    drops += [Change("drop", obj, None) for obj in live
+              if isinstance(obj, o.TableGrant) and (obj.schema, obj.table) in recreated
+              and obj.key not in dropped]
+    views = recreated | {(v.schema, v.name) for v in live if isinstance(v, o.View)}
+    drops.sort(key=lambda c: _drop_order(c, views))
     return drops + changes
 
 

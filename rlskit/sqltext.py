@@ -27,6 +27,7 @@ __all__ = [
     "parse_privileges",
     "parse_query",
     "policy_expression",
+    "setting_read",
     "wrap_helper_calls",
 ]
 
@@ -165,6 +166,35 @@ def _func_name(node: ast.FuncCall) -> tuple[str, ...]:
 def _string_arg(node: ast.Node) -> str | None:
     if isinstance(node, ast.A_Const) and isinstance(node.val, ast.String):
         return node.val.sval
+    return None
+
+
+def _uncast(node: ast.Node) -> ast.Node:
+    while isinstance(node, ast.TypeCast):
+        node = node.arg
+    return node
+
+
+def setting_read(function_definition: str) -> tuple[str | None, str] | None:
+    """What a helper function (as ``pg_get_functiondef`` prints it) reads: ``(setting,
+    prefix)`` for ``current_setting('prefix.x')``, ``(None, prefix)`` for the generic
+    ``current_setting('prefix.' || name)``, None when it reads no setting that way."""
+    try:
+        tree = parse_sql(function_definition)
+    except ParseError:
+        return None
+    for node in walk(tree[0].stmt):
+        if not (isinstance(node, ast.FuncCall) and _func_name(node)[-1] == "current_setting"
+                and node.args):
+            continue
+        arg = _uncast(node.args[0])
+        name = _string_arg(arg)
+        if name is not None:
+            return name, name.rpartition(".")[0]
+        if isinstance(arg, ast.A_Expr) and arg.name[0].sval == "||":
+            prefix = _string_arg(_uncast(arg.lexpr))
+            if prefix is not None and prefix.endswith("."):
+                return None, prefix[:-1]
     return None
 
 

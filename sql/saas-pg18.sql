@@ -10,22 +10,30 @@ RETURNS uuid
 LANGUAGE sql STABLE PARALLEL safe
 RETURN CAST(NULLIF(pg_catalog.current_setting('app.tenant_id', TRUE)
                  , '') AS uuid);
+COMMENT ON FUNCTION rlskit.tenant_id ()
+  IS 'managed by rlskit';
 CREATE OR REPLACE FUNCTION rlskit.user_id()
 RETURNS uuid
 LANGUAGE sql STABLE PARALLEL safe
 RETURN CAST(NULLIF(pg_catalog.current_setting('app.user_id', TRUE)
                  , '') AS uuid);
+COMMENT ON FUNCTION rlskit.user_id ()
+  IS 'managed by rlskit';
 CREATE OR REPLACE FUNCTION rlskit.department()
 RETURNS text
 LANGUAGE sql STABLE PARALLEL safe
 RETURN NULLIF(pg_catalog.current_setting('app.department', TRUE)
             , '');
+COMMENT ON FUNCTION rlskit.department ()
+  IS 'managed by rlskit';
 CREATE OR REPLACE FUNCTION rlskit.claim(name text)
 RETURNS text
 LANGUAGE sql STABLE PARALLEL safe
 RETURN NULLIF(pg_catalog.current_setting('app.' || name
                                        , TRUE)
             , '');
+COMMENT ON FUNCTION rlskit.claim (name text)
+  IS 'managed by rlskit';
 
 -- Roles (cluster-wide: created only when missing)
 DO $$
