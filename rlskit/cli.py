@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import psycopg
+import sqlalchemy.exc
 import typer
+from alembic.util import CommandError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -37,7 +39,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _state = {"debug": False}
 
 ModelOption = Annotated[str | None, typer.Option(
-    "--model", "-m", help="Model as package.module:attribute (default: [tool.rlskit] model).")]
+    "--model", help="Model as package.module:attribute (default: [tool.rlskit] model).")]
 
 
 class Format(str, Enum):
@@ -58,18 +60,43 @@ def handled(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (RlskitError, psycopg.OperationalError) as exc:
+        except (RlskitError, CommandError, psycopg.OperationalError,
+                sqlalchemy.exc.DBAPIError) as exc:
             if _state["debug"]:
                 raise
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            message = _first_line(exc)
+            if isinstance(exc, sqlalchemy.exc.DBAPIError):
+                message = f"migration failed, nothing was changed: {_first_line(exc.orig)}"
             err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
 
 
+def _first_line(exc: BaseException | None) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else repr(exc)
+
+
 def _dev_server(config: Config) -> LocalServer:
     return LocalServer(config.state_dir / "pgdata")
+
+
+def _database_url(config: Config) -> str:
+    """The configured database, else the embedded development server (started if needed)."""
+    if config.database_url:
+        return config.database_url
+    server = _dev_server(config)
+    with err.status("starting the embedded PostgreSQL server…"):
+        server.start()
+    return server.url()
+
+
+DatabaseOption = Annotated[str | None, typer.Option(
+    "--database", "-d", help="Database URL (default: RLSKIT_DATABASE_URL, DATABASE_URL, "
+    "database_url in [tool.rlskit], else the embedded development server).")]
+PgVersionOption = Annotated[int | None, typer.Option(
+    help="PostgreSQL major version to write SQL for (offline; default 18).")]
 
 
 @app.command("sql")
@@ -117,6 +144,84 @@ def diff(
     typer.echo(script, nl=False)
     err.print(f"{len(changes)} difference(s)", highlight=False)
     raise typer.Exit(1)
+
+
+@app.command()
+@handled
+def init(
+    directory: Annotated[str, typer.Option(help="Where the migrations go.")] = "migrations",
+) -> None:
+    """Scaffold migrations/ wired to rlskit, a model stub and the pyproject settings."""
+    from .migrations.scaffold import init as scaffold
+
+    root = load_config().root
+    for path in scaffold(root, directory):
+        err.print(f"wrote {path.relative_to(root)}", highlight=False)
+
+
+@app.command()
+@handled
+def revision(
+    message: Annotated[str, typer.Option("--message", "-m", help="What the revision does.")],
+    database: DatabaseOption = None,
+    model: ModelOption = None,
+) -> None:
+    """Autogenerate a revision from the model (and a .sql twin for review)."""
+    from .migrations.commands import revision as autogenerate
+
+    config = load_config(model=model, database_url=database)
+    url = _database_url(config)
+    with psycopg.connect(url) as conn:
+        pg_version = conn.info.server_version // 10000
+    with err.status("comparing the model with the database…"):
+        written = autogenerate(config, message, url, pg_version)
+    if written is None:
+        err.print("no changes: the database already matches the model; no revision written",
+                  highlight=False)
+        return
+    err.print(f"wrote {written.path.relative_to(config.root)} and "
+              f"{written.sql_path.name}: {written.summary}", highlight=False)
+
+
+@app.command()
+@handled
+def migrate(
+    target: Annotated[str, typer.Argument(help="Revision to upgrade to.")] = "head",
+    sql: Annotated[bool, typer.Option("--sql", help="Print the SQL instead of running it.")
+                   ] = False,
+    database: DatabaseOption = None,
+    pg_version: PgVersionOption = None,
+) -> None:
+    """Upgrade the database to TARGET (default: head), in one transaction."""
+    from .migrations.commands import upgrade
+
+    config = load_config(database_url=database)
+    url = None if sql else _database_url(config)
+    with err.status(f"upgrading to {target}…"):
+        typer.echo(upgrade(config, target, url, pg_version, sql=sql), nl=False)
+    if not sql:
+        err.print(f"upgraded to {target}", highlight=False)
+
+
+@app.command(context_settings={"ignore_unknown_options": True})
+@handled
+def downgrade(
+    target: Annotated[str, typer.Argument(
+        help="Revision to downgrade to (with --sql: a FROM:TO range).")],
+    sql: Annotated[bool, typer.Option("--sql", help="Print the SQL instead of running it.")
+                   ] = False,
+    database: DatabaseOption = None,
+    pg_version: PgVersionOption = None,
+) -> None:
+    """Downgrade the database to TARGET (e.g. -1 or base), in one transaction."""
+    from .migrations.commands import downgrade as run_downgrade
+
+    config = load_config(database_url=database)
+    url = None if sql else _database_url(config)
+    with err.status(f"downgrading to {target}…"):
+        typer.echo(run_downgrade(config, target, url, pg_version, sql=sql), nl=False)
+    if not sql:
+        err.print(f"downgraded to {target}", highlight=False)
 
 
 @app.command()

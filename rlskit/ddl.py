@@ -15,7 +15,7 @@ from . import objects as o
 from .render import Ident, render
 from .sqltext import Privilege
 
-__all__ = ["alter", "create", "drop"]
+__all__ = ["alter", "alter_policy", "create", "drop", "policy_delta", "privilege_delta", "update"]
 
 
 def _roles(names: tuple[str, ...]) -> sql.Composable:
@@ -245,49 +245,95 @@ def alter(old: o.DbObject, new: o.DbObject, pg_version: int) -> list[sql.Composa
 
     Grants are added before they are revoked, so no privilege is ever missing mid-way.
     """
-    if isinstance(new, o.Role):
-        return [sql.SQL("ALTER ROLE {} WITH {} {} {}").format(
-            Ident(new.name), sql.SQL("LOGIN" if new.login else "NOLOGIN"),
-            sql.SQL("INHERIT" if new.inherit else "NOINHERIT"),
-            sql.SQL("BYPASSRLS" if new.bypassrls else "NOBYPASSRLS"))]
     if isinstance(new, o.TableGrant) and isinstance(old, o.TableGrant):
-        added = tuple(p for p in new.privileges if p not in old.privileges)
-        removed = tuple(p for p in old.privileges if p not in new.privileges)
+        added, removed = privilege_delta(old, new)
         return ([_grant(new, added)] if added else []) + \
             ([_revoke(new, removed)] if removed else [])
-    if isinstance(new, o.RowSecurity):
-        table = Ident(new.schema, new.table)
-        return [sql.SQL("ALTER TABLE {} {} ROW LEVEL SECURITY").format(
-            table, sql.SQL("FORCE" if new.force else "NO FORCE"))]
     if isinstance(new, o.Policy) and isinstance(old, o.Policy):
-        return _alter_policy(old, new)
-    if isinstance(new, o.View) and isinstance(old, o.View):
-        if new.columns and new.columns[: len(old.columns)] != old.columns:
-            return None  # CREATE OR REPLACE VIEW can only add columns at the end
-        return _view(new, "CREATE OR REPLACE")
-    if isinstance(new, o.HelperFunction) and isinstance(old, o.HelperFunction):
-        # CREATE OR REPLACE cannot change the result type
-        return create(new, pg_version) if new.returns == old.returns else None
-    if isinstance(new, o.Membership):
-        return create(new, pg_version)
-    return None
+        clauses = policy_delta(old, new)
+        return None if clauses is None else [alter_policy(new, **clauses)]
+    if isinstance(new, o.View) and isinstance(old, o.View) and new.columns and \
+            new.columns != old.columns:
+        # CREATE OR REPLACE VIEW can add columns at the end but never take them away, so
+        # a change of columns (which its downgrade would have to undo) drops and creates.
+        return None
+    if isinstance(new, o.HelperFunction) and isinstance(old, o.HelperFunction) and \
+            new.returns != old.returns:
+        return None  # CREATE OR REPLACE FUNCTION cannot change the result type
+    try:
+        return update(new, pg_version)
+    except TypeError:
+        return None
 
 
-def _alter_policy(old: o.Policy, new: o.Policy) -> list[sql.Composable] | None:
-    """``ALTER POLICY`` naming only the clauses that differ; None when it cannot express
-    the change (command, permissive/restrictive, or a clause that is removed)."""
+def privilege_delta(old: o.TableGrant, new: o.TableGrant
+                    ) -> tuple[tuple[Privilege, ...], tuple[Privilege, ...]]:
+    """The privileges `new` adds to `old`, and those it takes away."""
+    return (tuple(p for p in new.privileges if p not in old.privileges),
+            tuple(p for p in old.privileges if p not in new.privileges))
+
+
+def policy_delta(old: o.Policy, new: o.Policy) -> dict[str, object] | None:
+    """The clauses (``roles``, ``using``, ``with_check``) of `new` that differ from `old`,
+    or None when ALTER POLICY cannot make the change (command, permissive/restrictive, or
+    a clause that appears or disappears, which ALTER could not undo)."""
     if (old.command, old.permissive) != (new.command, new.permissive):
         return None
-    if (new.using is None and old.using is not None) or (
-            new.with_check is None and old.with_check is not None):
+    if (old.using is None) != (new.using is None) or \
+            (old.with_check is None) != (new.with_check is None):
         return None
-    stmt = sql.SQL("ALTER POLICY {} ON {}").format(Ident(new.name),
-                                                  Ident(new.schema, new.table))
+    clauses: dict[str, object] = {}
     if sorted(new.roles) != sorted(old.roles):
-        stmt = sql.SQL("{} TO {}").format(stmt, _roles(new.roles))
-    if new.using != old.using:
-        stmt = sql.SQL("{} USING ({})").format(stmt, sql.SQL(new.using))  # type: ignore[arg-type]
-    if new.with_check != old.with_check:
-        stmt = sql.SQL("{} WITH CHECK ({})").format(stmt,
-                                                    sql.SQL(new.with_check))  # type: ignore[arg-type]
-    return [stmt]
+        clauses["roles"] = new.roles
+    for clause in ("using", "with_check"):
+        if getattr(new, clause) != getattr(old, clause):
+            clauses[clause] = getattr(new, clause)
+    return clauses
+
+
+def alter_policy(policy: o.Policy, roles: tuple[str, ...] | None = None,
+                 using: str | None = None, with_check: str | None = None) -> sql.Composable:
+    """``ALTER POLICY`` of `policy` (by name and table) setting the clauses given."""
+    stmt = sql.SQL("ALTER POLICY {} ON {}").format(Ident(policy.name),
+                                                  Ident(policy.schema, policy.table))
+    if roles is not None:
+        stmt = sql.SQL("{} TO {}").format(stmt, _roles(roles))
+    if using is not None:
+        stmt = sql.SQL("{} USING ({})").format(stmt, sql.SQL(using))
+    if with_check is not None:
+        stmt = sql.SQL("{} WITH CHECK ({})").format(stmt, sql.SQL(with_check))
+    return stmt
+
+
+# -- update: restate an object in place, whatever state it was in -------------------------
+
+
+@singledispatch
+def update(obj: o.DbObject, pg_version: int) -> list[sql.Composable]:
+    """Statements that put an existing `obj` into the state given, in place."""
+    raise TypeError(f"{type(obj).__name__} cannot be changed in place")
+
+
+@update.register
+def _(obj: o.Role, pg_version: int) -> list[sql.Composable]:
+    return [sql.SQL("ALTER ROLE {} WITH {} {} {}").format(
+        Ident(obj.name), sql.SQL("LOGIN" if obj.login else "NOLOGIN"),
+        sql.SQL("INHERIT" if obj.inherit else "NOINHERIT"),
+        sql.SQL("BYPASSRLS" if obj.bypassrls else "NOBYPASSRLS"))]
+
+
+@update.register
+def _(obj: o.RowSecurity, pg_version: int) -> list[sql.Composable]:
+    return [sql.SQL("ALTER TABLE {} {} ROW LEVEL SECURITY").format(
+        Ident(obj.schema, obj.table), sql.SQL("FORCE" if obj.force else "NO FORCE"))]
+
+
+@update.register
+def _(obj: o.View, pg_version: int) -> list[sql.Composable]:
+    return _view(obj, "CREATE OR REPLACE")
+
+
+@update.register(o.HelperFunction)
+@update.register(o.Membership)
+def _(obj: o.DbObject, pg_version: int) -> list[sql.Composable]:
+    return create(obj, pg_version)  # CREATE OR REPLACE / GRANT with options

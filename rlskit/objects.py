@@ -8,7 +8,8 @@ objects with the same `key` are the same database object, perhaps in different s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 from .sqltext import Privilege
 
@@ -23,6 +24,7 @@ __all__ = [
     "SchemaUsage",
     "TableGrant",
     "View",
+    "rename_roles",
 ]
 
 
@@ -150,3 +152,17 @@ DbObject = (
     Schema | HelperFunction | Role | Membership | SchemaUsage | TableGrant | RowSecurity
     | Policy | View
 )
+
+
+def rename_roles(obj: DbObject, rename: Callable[[str], str]) -> DbObject:
+    """`obj` with every role name it holds passed through `rename` (e.g. a prefix)."""
+    if isinstance(obj, Role):
+        return replace(obj, name=rename(obj.name))
+    if isinstance(obj, Membership):
+        return replace(obj, role=rename(obj.role), member=rename(obj.member))
+    if isinstance(obj, (SchemaUsage, TableGrant)):
+        return replace(obj, role=rename(obj.role))
+    if isinstance(obj, Policy):
+        roles = obj.roles if obj.roles is None else tuple(map(rename, obj.roles))
+        return replace(obj, roles=roles)  # None: an ALTER POLICY that keeps the roles
+    return obj

@@ -1,0 +1,7 @@
+"""Alembic integration: importing this registers rlskit's operations (``op.create_policy``
+and the rest), their renderers and the ``"rlskit"`` autogenerate plugin."""
+
+from . import compare, ops, render  # noqa: F401 - registration side effects
+from .environment import run_migrations, sqlalchemy_url
+
+__all__ = ["run_migrations", "sqlalchemy_url"]

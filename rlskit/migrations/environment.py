@@ -1,0 +1,84 @@
+"""What an ``env.py`` needs: ``run_migrations()`` wires Alembic to rlskit in one call.
+
+The database URL comes from the command (``rlskit migrate``), else ``sqlalchemy.url`` in
+the Alembic configuration, else rlskit's own configuration (``RLSKIT_DATABASE_URL``,
+``DATABASE_URL``, ``[tool.rlskit] database_url``). Online, all revisions run in one
+transaction, so a failing migration leaves the database as it was. Offline (``--sql``),
+SQL is printed for the PostgreSQL version given by ``-x pg_version=N`` (default 18).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import context
+from sqlalchemy import MetaData, create_engine, pool
+
+from ..config import load_config, load_model
+from ..errors import ConfigError
+from ..generate import DEFAULT_PG_VERSION, check_pg_version
+from ..model import Model
+from .compare import PLUGIN
+
+__all__ = ["run_migrations", "sqlalchemy_url"]
+
+
+def sqlalchemy_url(url: str) -> str:
+    """A libpq-style URL (``postgresql://…``) as SQLAlchemy's psycopg 3 URL."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in ("postgres", "postgresql"):
+        return f"postgresql+psycopg://{rest}"
+    return url
+
+
+def _project_dir(config: Any) -> Path | None:
+    """Where to look for ``[tool.rlskit]``: the command's project, else beside the
+    Alembic configuration file, else the working directory."""
+    if "rlskit_root" in config.attributes:
+        return Path(config.attributes["rlskit_root"])
+    for name in (config.config_file_name, getattr(config, "toml_file_name", None)):
+        if name:
+            return Path(name).resolve().parent
+    return None
+
+
+def run_migrations(target_metadata: MetaData | None = None, model: Model | None = None
+                   ) -> None:
+    """Run Alembic (online or offline) with rlskit's ops and autogenerate plugin.
+
+    `target_metadata` is your SQLAlchemy metadata when Alembic also manages the tables;
+    `model` defaults to ``[tool.rlskit] model``.
+    """
+    config = context.config
+    settings = load_config(_project_dir(config))
+    if model is None:
+        model = config.attributes.get("rlskit_model") or load_model(settings.model,
+                                                                    settings.root)
+    x_args = context.get_x_argument(as_dictionary=True)
+    pg_version = int(config.attributes.get("rlskit_pg_version")
+                     or x_args.get("pg_version", DEFAULT_PG_VERSION))
+    check_pg_version(pg_version)
+    options: dict[str, Any] = {
+        "target_metadata": target_metadata,
+        "rlskit_model": model,
+        "rlskit_pg_version": pg_version,
+        "rlskit_role_prefix": model.role_prefix,
+        "autogenerate_plugins": ["alembic.autogenerate.*", PLUGIN],
+        "transaction_per_migration": False,
+    }
+    url = (config.attributes.get("rlskit_database_url")
+           or config.get_main_option("sqlalchemy.url") or settings.database_url)
+    if context.is_offline_mode():
+        context.configure(url=sqlalchemy_url(url or "postgresql+psycopg://"),
+                          literal_binds=True, **options)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    if not url:
+        raise ConfigError("no database: pass --database URL or set RLSKIT_DATABASE_URL")
+    engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        context.configure(connection=connection, **options)
+        with context.begin_transaction():
+            context.run_migrations()

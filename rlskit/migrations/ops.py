@@ -1,0 +1,599 @@
+"""Alembic operations for the objects rlskit manages: ``op.create_policy(...)`` and friends.
+
+Each operation wraps one `objects` value (a group of them for helpers) and knows its SQL
+(through `ddl`), its exact reverse for ``downgrade`` and how it reads as Python in a
+revision (see `render`). Operations registered here become available as ``op.<name>``
+as soon as this module is imported (``env.py`` does it through ``rlskit.migrations``).
+
+An operation built by autogenerate remembers the full state it replaces or drops, so its
+`reverse` restores exactly that; one written by hand with only a name cannot be reversed
+and says so.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from alembic.operations import MigrateOperation, Operations
+from psycopg import sql
+
+from .. import objects as o
+from ..ddl import alter_policy, create, drop, update
+from ..errors import RlskitError
+from ..generate import DEFAULT_PG_VERSION
+from ..render import render
+from ..sqltext import Privilege, parse_privileges
+
+__all__ = ["RlsOp", "privileges_text"]
+
+GENERIC_HELPER = "claim"  # the helper that reads any setting by name
+
+
+class RlsOp(MigrateOperation):
+    """A change to objects rlskit manages. Subclasses say which ``op.<name>`` they are,
+    how they read (`sign` and `noun` for summaries) and what their SQL is."""
+
+    name: ClassVar[str]
+    sign: ClassVar[str]  # "+", "-" or "~" in revision summaries
+    noun: ClassVar[str]
+    undo: ClassVar[type[RlsOp] | None] = None  # the op that reverses this one
+
+    def __init__(self, obj: Any, existing: Any = None) -> None:
+        self.obj = obj
+        self.existing = existing  # the state this op replaces or drops, when known
+
+    def statements(self, pg_version: int) -> list[sql.Composable]:
+        raise NotImplementedError
+
+    def with_role_prefix(self, prefix: str) -> RlsOp:
+        """This op for the environment whose roles carry `prefix` (revisions name roles
+        without it, so one history serves dev, staging and prod)."""
+        if not prefix:
+            return self
+        clone = copy.copy(self)
+        if isinstance(self.obj, o.DbObject):
+            clone.obj = o.rename_roles(self.obj, lambda name: prefix + name)
+        return clone
+
+    def reverse(self) -> RlsOp:
+        if self.undo is not None and self.sign == "+":
+            return self.undo(self.obj, existing=self.obj)
+        if self.existing is None:
+            raise ValueError(f"op.{self.name}() cannot be reversed: the state it replaces "
+                             "is unknown (autogenerate records it)")
+        if self.undo is not None:
+            return self.undo(self.existing, existing=self.existing)
+        return type(self)(self.existing, existing=self.obj)
+
+    def arguments(self) -> tuple[list[Any], dict[str, Any]]:
+        """Positional and keyword arguments of the ``op.<name>(...)`` call."""
+        raise NotImplementedError
+
+
+def _split(qualified: str, schema: str | None) -> tuple[str, str]:
+    if schema is not None:
+        return schema, qualified
+    head, _, tail = qualified.rpartition(".")
+    return (head or "public"), tail
+
+
+def privileges_text(privileges: Sequence[Privilege]) -> str:
+    """``"SELECT, UPDATE (status)"``: privileges as the model writes them."""
+    return ", ".join(f"{p.name} ({', '.join(p.columns)})" if p.columns else p.name
+                     for p in privileges)
+
+
+def _register(cls: type[RlsOp]) -> type[RlsOp]:
+    Operations.register_operation(cls.name, "invoke")(cls)
+    return cls
+
+
+# -- schema and helpers ----------------------------------------------------------------------
+
+
+class _SchemaOp(RlsOp):
+    noun = "schema"
+
+    def arguments(self) -> tuple[list[Any], dict[str, Any]]:
+        return [self.obj.name], {}
+
+    @classmethod
+    def invoke(cls, operations: Operations, name: str) -> None:
+        """Create (``IF NOT EXISTS``) or drop the schema that holds rlskit's helpers."""
+        operations.invoke(cls(o.Schema(name)))
+
+
+@_register
+class CreateSchemaOp(_SchemaOp):
+    name, sign = "create_schema", "+"
+
+    def statements(self, pg_version: int) -> list[sql.Composable]:
+        return create(self.obj, pg_version)
+
+
+@_register
+class DropSchemaOp(_SchemaOp):
+    name, sign, undo = "drop_schema", "-", CreateSchemaOp
+
+    def statements(self, pg_version: int) -> list[sql.Composable]:
+        return drop(self.obj, pg_version)
+
+
+CreateSchemaOp.undo = DropSchemaOp
+
+
+def helper_functions(schema: str, functions: dict[str, str], settings_prefix: str
+                     ) -> tuple[o.HelperFunction, ...]:
+    """The helpers ``schema.name()`` returning the setting ``prefix.name`` as the type
+    given; ``claim`` is the generic ``claim(name text)``."""
+    return tuple(
+        o.HelperFunction(schema, GENERIC_HELPER, "text", None, settings_prefix,
+                         arguments="name text") if name == GENERIC_HELPER
+        else o.HelperFunction(schema, name, returns, f"{settings_prefix}.{name}",
+                              settings_prefix)
+        for name, returns in functions.items())
+
+
+class _HelpersOp(RlsOp):
+    noun = "helper"
+
+    def arguments(self) -> tuple[list[Any], dict[str, Any]]:
+        first = self.obj[0]
+        return ([first.schema, {f.name: f.returns for f in self.obj}],
+                {"settings_prefix": first.settings_prefix})
+
+    @classmethod
+    def invoke(cls, operations: Operations, schema: str, functions: dict[str, str], *,
+               settings_prefix: str) -> None:
+        """Helpers ``schema.name()`` returning setting ``settings_prefix.name`` as the type
+        given (``"claim": "text"`` is the generic ``claim(name text)``)."""
+        operations.invoke(cls(helper_functions(schema, functions, settings_prefix)))
+
+    def statements(self, pg_version: int) -> list[sql.Composable]:
+        return [stmt for f in self.obj for stmt in self.ddl(f, pg_version)]
+
+    ddl = staticmethod(create)
+
+
+@_register
+class CreateHelpersOp(_HelpersOp):
+    name, sign = "create_helpers", "+"
+
+
+@_register
+class ReplaceHelpersOp(_HelpersOp):
+    name, sign = "replace_helpers", "~"
+    ddl = staticmethod(update)
+
+
+@_register
+class DropHelpersOp(_HelpersOp):
+    name, sign, undo = "drop_helpers", "-", CreateHelpersOp
+    ddl = staticmethod(drop)
+
+    def arguments(self) -> tuple[list[Any], dict[str, Any]]:
+        return [self.obj[0].schema, [f.name for f in self.obj]], {}
+
+    @classmethod
+    def invoke(cls, operations: Operations, schema: str,  # type: ignore[override]
+               functions: list[str]) -> None:
+        """Drop helper functions by name."""
+        operations.invoke(cls(helper_functions(schema, dict.fromkeys(functions, "text"), "")))
+
+
+CreateHelpersOp.undo = DropHelpersOp
+
+
+# -- roles and memberships -------------------------------------------------------------------
+
+
+class _RoleOp(RlsOp):
+    noun = "role"
+
+    def arguments(self) -> tuple[list[Any], dict[str, Any]]:
+        role = self.obj
+        kwargs = {"login": role.login, "inherit": role.inherit}
+        if role.bypassrls:
+            kwargs["bypassrls"] = True
+        return [role.name], kwargs
+
+    @classmethod
+    def invoke(cls, operations: Operations, name: str, *, login: bool = False,
+               inherit: bool = True, bypassrls: bool = False) -> None:
+        """Create (if missing: roles are cluster-wide) or alter a role."""
+        operations.invoke(cls(o.Role(name, login=login, inherit=inherit, bypassrls=bypassrls)))
+
+
+@_register
+class CreateRoleOp(_RoleOp):
+    name, sign = "create_role", "+"
+
+    def statements(self, pg_version: int) -> list[sql.Composable]:
+        return create(self.obj, pg_version)
+
+
+@_register
+class AlterRoleOp(_RoleOp):
+    name, sign = "alter_role", "~"
+
+    def statements(self, pg_version: int) -> list[sql.Composable]:
+        return update(self.obj, pg_version)
+
+
+@_register
+class DropRoleOp(_RoleOp):
+    name, sign, undo = "drop_role", "-", CreateRoleOp
+
+    def arguments(self) -> tuple[list[Any], dict[str, Any]]:
+        return [self.obj.name], {}
+
+    @classmethod
+    def invoke(cls, operations: Operations, name: str) -> None:  # type: ignore[override]
+        """Drop a role if it exists."""
+        operations.invoke(cls(o.Role(name, login=False, inherit=True)))
+
+    def statements(self, pg_version: int) -> list[sql.Composable]:
+        return drop(self.obj, pg_version)
+
+
+CreateRoleOp.undo = DropRoleOp
+
+
+@_register
+class GrantRoleOp(RlsOp):
+    """``GRANT role TO member`` with its options; with `existing`, a change of options."""
+
+    name, noun = "grant_role", "membership"
+
+    @property
+    def sign(self) -> str:  # type: ignore[override]
+        return "+" if self.existing is None or self.existing == self.obj else "~"
+
+    def arguments(self) -> tuple[list[Any], dict[str, Any]]:
+        m = self.obj
+        return [m.role], {"to": m.member, "inherit": m.inherit, "set": m.set}
+
+    @classmethod
+    def invoke(cls, operations: Operations, role: str, *, to: str, inherit: bool = True,
+               set: bool = False) -> None:
+        """Grant membership of `role` to `to` (options apply on PostgreSQL 16+)."""
+        operations.invoke(cls(o.Membership(role, to, inherit=inherit, set=set)))
+
+    def statements(self, pg_version: int) -> list[sql.Composable]:
+        return create(self.obj, pg_version)
+
+    def reverse(self) -> RlsOp:
+        if self.sign == "+":
+            return RevokeRoleOp(self.obj, existing=self.obj)
+        return GrantRoleOp(self.existing, existing=self.obj)
+
+
+@_register
+class RevokeRoleOp(RlsOp):
+    name, sign, noun, undo = "revoke_role", "-", "membership", GrantRoleOp
+
+    def arguments(self) -> tuple[list[Any], dict[str, Any]]:
+        return [self.obj.role], {"from_": self.obj.member}
+
+    @classmethod
+    def invoke(cls, operations: Operations, role: str, *, from_: str) -> None:
+        """Revoke membership of `role` from `from_`."""
+        operations.invoke(cls(o.Membership(role, from_, inherit=True, set=False)))
+
+    def statements(self, pg_version: int) -> list[sql.Composable]:
+        return drop(self.obj, pg_version)
+
+
+# -- privileges ------------------------------------------------------------------------------
+
+
+def _privilege_object(privileges: str, table: str | None, role: str, schema: str | None
+                      ) -> o.TableGrant | o.SchemaUsage:
+    if table is None:
+        if privileges.strip().upper() != "USAGE" or schema is None:
+            raise RlskitError("a grant without table= is USAGE on schema=")
+        return o.SchemaUsage(schema, role)
+    schema, table = _split(table, schema)
+    return o.TableGrant(schema, table, role, parse_privileges(privileges))
+
+
+class _PrivilegeOp(RlsOp):
+    noun = "grant"
+    role_keyword: ClassVar[str]
+
+    def arguments(self) -> tuple[list[Any], dict[str, Any]]:
+        obj = self.obj
+        if isinstance(obj, o.SchemaUsage):
+            return ["USAGE"], {self.role_keyword: obj.role, "schema": obj.schema}
+        return ([privileges_text(obj.privileges)],
+                {"table": obj.table, self.role_keyword: obj.role, "schema": obj.schema})
+
+
+@_register
+class GrantOp(_PrivilegeOp):
+    name, sign, role_keyword = "grant", "+", "to"
+
+    @classmethod
+    def invoke(cls, operations: Operations, privileges: str, *, to: str,
+               table: str | None = None, schema: str | None = None) -> None:
+        """``GRANT privileges ON TABLE schema.table TO to``; without `table`,
+        ``GRANT USAGE ON SCHEMA schema``."""
+        operations.invoke(cls(_privilege_object(privileges, table, to, schema)))
+
+    def statements(self, pg_version: int) -> list[sql.Composable]:
+        return create(self.obj, pg_version)
+
+
+@_register
+class RevokeOp(_PrivilegeOp):
+    name, sign, undo, role_keyword = "revoke", "-", GrantOp, "from_"
+
+    @classmethod
+    def invoke(cls, operations: Operations, privileges: str, *, from_: str,
+               table: str | None = None, schema: str | None = None) -> None:
+        """The reverse of ``op.grant`` with the same arguments."""
+        operations.invoke(cls(_privilege_object(privileges, table, from_, schema)))
+
+    def statements(self, pg_version: int) -> list[sql.Composable]:
+        return drop(self.obj, pg_version)
+
+
+GrantOp.undo = RevokeOp
+
+
+# -- row security ----------------------------------------------------------------------------
+
+
+class _RowSecurityOp(RlsOp):
+    noun = "row security"
+
+    def arguments(self) -> tuple[list[Any], dict[str, Any]]:
+        kwargs: dict[str, Any] = {"schema": self.obj.schema}
+        if self.sign != "~":
+            kwargs["force"] = self.obj.force
+        return [self.obj.table], kwargs
+
+    @classmethod
+    def invoke(cls, operations: Operations, table: str, *, schema: str | None = None,
+               force: bool = True) -> None:
+        """Enable (and by default force) or disable row-level security on a table."""
+        schema, table = _split(table, schema)
+        operations.invoke(cls(o.RowSecurity(schema, table, force=force)))
+
+
+@_register
+class EnableRlsOp(_RowSecurityOp):
+    name, sign = "enable_rls", "+"
+
+    def statements(self, pg_version: int) -> list[sql.Composable]:
+        return create(self.obj, pg_version)
+
+
+@_register
+class DisableRlsOp(_RowSecurityOp):
+    name, sign, undo = "disable_rls", "-", EnableRlsOp
+
+    def statements(self, pg_version: int) -> list[sql.Composable]:
+        return drop(self.obj, pg_version)
+
+
+EnableRlsOp.undo = DisableRlsOp
+
+
+class _ForceOp(_RowSecurityOp):
+    sign = "~"
+    force: ClassVar[bool]
+
+    @classmethod
+    def invoke(cls, operations: Operations, table: str, *,  # type: ignore[override]
+               schema: str | None = None) -> None:
+        """``ALTER TABLE … [NO] FORCE ROW LEVEL SECURITY``: whether the owner is bound."""
+        schema, table = _split(table, schema)
+        operations.invoke(cls(o.RowSecurity(schema, table, force=cls.force)))
+
+    def statements(self, pg_version: int) -> list[sql.Composable]:
+        return update(self.obj, pg_version)
+
+    def reverse(self) -> RlsOp:
+        other = NoForceRlsOp if self.force else ForceRlsOp
+        return other(dataclasses.replace(self.obj, force=not self.force))
+
+
+@_register
+class ForceRlsOp(_ForceOp):
+    name, force = "force_rls", True
+
+
+@_register
+class NoForceRlsOp(_ForceOp):
+    name, force = "no_force_rls", False
+
+
+# -- policies --------------------------------------------------------------------------------
+
+
+def _policy_identity(name: str, table: str, schema: str | None) -> o.Policy:
+    schema, table = _split(table, schema)
+    return o.Policy(schema, table, name, True, "ALL", (), None, None)
+
+
+class _PolicyOp(RlsOp):
+    noun = "policy"
+
+    def identity(self) -> tuple[list[Any], dict[str, Any]]:
+        return [self.obj.name], {"table": self.obj.table, "schema": self.obj.schema}
+
+
+@_register
+class CreatePolicyOp(_PolicyOp):
+    name, sign = "create_policy", "+"
+
+    def arguments(self) -> tuple[list[Any], dict[str, Any]]:
+        p = self.obj
+        args, kwargs = self.identity()
+        if not p.permissive:
+            kwargs["permissive"] = False
+        kwargs["command"] = p.command
+        kwargs["to"] = list(p.roles)
+        if p.using is not None:
+            kwargs["using"] = p.using
+        if p.with_check is not None:
+            kwargs["with_check"] = p.with_check
+        return args, kwargs
+
+    @classmethod
+    def invoke(cls, operations: Operations, name: str, *, table: str,
+               schema: str | None = None, permissive: bool = True, command: str = "ALL",
+               to: Sequence[str] = (), using: str | None = None,
+               with_check: str | None = None) -> None:
+        """``CREATE POLICY`` (``to=[]`` means PUBLIC), marked as managed by rlskit."""
+        policy = _policy_identity(name, table, schema)
+        operations.invoke(cls(dataclasses.replace(
+            policy, permissive=permissive, command=command.upper(), roles=tuple(to),
+            using=using, with_check=with_check)))
+
+    def statements(self, pg_version: int) -> list[sql.Composable]:
+        return create(self.obj, pg_version)
+
+
+@_register
+class DropPolicyOp(_PolicyOp):
+    name, sign, undo = "drop_policy", "-", CreatePolicyOp
+
+    def arguments(self) -> tuple[list[Any], dict[str, Any]]:
+        return self.identity()
+
+    @classmethod
+    def invoke(cls, operations: Operations, name: str, *, table: str,
+               schema: str | None = None) -> None:
+        """``DROP POLICY name ON schema.table``."""
+        operations.invoke(cls(_policy_identity(name, table, schema)))
+
+    def statements(self, pg_version: int) -> list[sql.Composable]:
+        return drop(self.obj, pg_version)
+
+
+CreatePolicyOp.undo = DropPolicyOp
+
+
+@_register
+class AlterPolicyOp(_PolicyOp):
+    """``ALTER POLICY`` setting only the clauses given (`clauses`)."""
+
+    name, sign = "alter_policy", "~"
+
+    def __init__(self, obj: o.Policy, existing: o.Policy | None = None,
+                 clauses: Sequence[str] = ("roles", "using", "with_check")) -> None:
+        super().__init__(obj, existing)
+        self.clauses = tuple(c for c in clauses if getattr(obj, c) is not None)
+
+    def arguments(self) -> tuple[list[Any], dict[str, Any]]:
+        args, kwargs = self.identity()
+        for clause in self.clauses:
+            value = getattr(self.obj, clause)
+            kwargs["to" if clause == "roles" else clause] = (
+                list(value) if clause == "roles" else value)
+        return args, kwargs
+
+    @classmethod
+    def invoke(cls, operations: Operations, name: str, *, table: str,
+               schema: str | None = None, to: Sequence[str] | None = None,
+               using: str | None = None, with_check: str | None = None) -> None:
+        """``ALTER POLICY`` changing the roles (``to``), ``using`` and/or ``with_check``."""
+        policy = dataclasses.replace(_policy_identity(name, table, schema),
+                                     roles=None if to is None else tuple(to),  # type: ignore[arg-type]
+                                     using=using, with_check=with_check)
+        operations.invoke(cls(policy))
+
+    def statements(self, pg_version: int) -> list[sql.Composable]:
+        return [alter_policy(self.obj, **{c: getattr(self.obj, c) for c in self.clauses})]
+
+    def reverse(self) -> RlsOp:
+        if self.existing is None:
+            return super().reverse()
+        return AlterPolicyOp(self.existing, self.obj, self.clauses)
+
+
+# -- views -----------------------------------------------------------------------------------
+
+
+class _ViewOp(RlsOp):
+    noun = "view"
+
+    def arguments(self) -> tuple[list[Any], dict[str, Any]]:
+        v = self.obj
+        kwargs: dict[str, Any] = {"schema": v.schema}
+        if v.columns:
+            kwargs["columns"] = list(v.columns)
+        kwargs["options"] = dict(v.options)
+        return [v.name, v.query], kwargs
+
+    @classmethod
+    def invoke(cls, operations: Operations, name: str, query: str, *,
+               schema: str = "public", columns: Sequence[str] = (),
+               options: dict[str, str] | None = None) -> None:
+        """A view marked as managed by rlskit, with options such as
+        ``{"security_invoker": "true", "security_barrier": "true"}``."""
+        operations.invoke(cls(o.View(schema, name, query, tuple(columns),
+                                     tuple((options or {}).items()))))
+
+
+@_register
+class CreateViewOp(_ViewOp):
+    name, sign = "create_view", "+"
+
+    def statements(self, pg_version: int) -> list[sql.Composable]:
+        return create(self.obj, pg_version)
+
+
+@_register
+class ReplaceViewOp(_ViewOp):
+    name, sign = "replace_view", "~"
+
+    def statements(self, pg_version: int) -> list[sql.Composable]:
+        return update(self.obj, pg_version)
+
+
+@_register
+class DropViewOp(_ViewOp):
+    name, sign, undo = "drop_view", "-", CreateViewOp
+
+    def arguments(self) -> tuple[list[Any], dict[str, Any]]:
+        return [self.obj.name], {"schema": self.obj.schema}
+
+    @classmethod
+    def invoke(cls, operations: Operations, name: str, *,  # type: ignore[override]
+               schema: str = "public") -> None:
+        """``DROP VIEW schema.name``."""
+        operations.invoke(cls(o.View(schema, name, "", (), ())))
+
+    def statements(self, pg_version: int) -> list[sql.Composable]:
+        return drop(self.obj, pg_version)
+
+
+CreateViewOp.undo = DropViewOp
+
+
+# -- running an op ---------------------------------------------------------------------------
+
+
+def _pg_version(operations: Operations) -> int:
+    context = operations.migration_context
+    if not context.as_sql:
+        info = operations.get_bind().dialect.server_version_info
+        if info:
+            return int(info[0])
+    return int(context.opts.get("rlskit_pg_version") or DEFAULT_PG_VERSION)
+
+
+@Operations.implementation_for(RlsOp)
+def run(operations: Operations, operation: RlsOp) -> None:
+    """Execute (or, offline, print) the op's statements."""
+    prefix = operations.migration_context.opts.get("rlskit_role_prefix", "")
+    for statement in operation.with_role_prefix(prefix).statements(_pg_version(operations)):
+        # SQLAlchemy's text() reads ":name" as a bind parameter; these have none.
+        operations.execute(sa.text(render(statement).replace(":", r"\:")))
