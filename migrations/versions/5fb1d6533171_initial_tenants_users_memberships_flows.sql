@@ -1,6 +1,6 @@
 -- Revision 5fb1d6533171: initial: tenants, users, memberships, flows
 -- Revises: (base)
--- Summary: +4 tables, ~2 tables, +1 schema, +1 helper, +4 roles, +5 memberships, +16 grants, +4 row security, +13 policies, +1 view
+-- Summary: +4 tables, ~2 tables, +1 schema, +4 helpers, +4 roles, +5 memberships, +16 grants, +4 row security, +13 policies, +1 view
 -- The exact SQL of 5fb1d6533171_initial_tenants_users_memberships_flows.py for PostgreSQL 18, for review; apply the revision with `rlskit migrate`.
 
 -- ==== upgrade ====

@@ -20,7 +20,9 @@ from .ops import RlsOp
 
 __all__ = ["Revision", "alembic_config", "downgrade", "revision", "summarize", "upgrade"]
 
-_PLURALS = {"policy": "policies", "membership": "memberships", "row security": "row security"}
+_PLURALS = {"policy": "policies", "row security": "row security"}
+_NOUNS = ["table", "schema", "helper", "role", "membership", "grant", "row security", "policy",
+          "view"]
 
 
 @dataclass(frozen=True)
@@ -66,10 +68,9 @@ def summarize(operations: list[MigrateOperation]) -> str:
         if kind is not None:
             counts[kind] += len(op.obj) if isinstance(op, RlsOp) and \
                 isinstance(op.obj, tuple) else 1
-    nouns = list(dict.fromkeys(noun for _, noun in counts))
     parts = [f"{sign}{n} {noun if n == 1 else _PLURALS.get(noun, noun + 's')}"
              for (sign, noun), n in sorted(counts.items(), key=lambda item: (
-                 nouns.index(item[0][1]), "+~-".index(item[0][0])))]
+                 _NOUNS.index(item[0][1]), "+~-".index(item[0][0])))]
     return ", ".join(parts) or "no changes"
 
 

@@ -1,8 +1,8 @@
 """runner role, members leave freely, admins remove by DELETE only, directory shows last names
 
-Revision ID: a428d6a679a2
+Revision ID: c36a9ff184f1
 Revises: 5fb1d6533171
-Create Date: 2026-11-23 13:35:23.837157
+Create Date: 2026-11-23 13:36:43.953063
 
 """
 from typing import Sequence, Union
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision: str = 'a428d6a679a2'
+revision: str = 'c36a9ff184f1'
 down_revision: Union[str, Sequence[str], None] = '5fb1d6533171'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
@@ -24,6 +24,8 @@ def upgrade() -> None:
     op.revoke('SELECT', table='member_directory', from_='member', schema='public')
     op.drop_policy('admin_remove', table='membership', schema='public')
     op.drop_view('member_directory', schema='public')
+    op.create_role('runner', login=False, inherit=True)
+    op.grant_role('runner', to='app_authenticator', inherit=False, set=True)
     op.grant('USAGE', to='runner', schema='rlskit')
     op.grant('USAGE', to='runner', schema='public')
     op.grant('SELECT, UPDATE (status)', table='flow', to='runner', schema='public')
@@ -106,6 +108,8 @@ def downgrade() -> None:
     op.revoke('SELECT, UPDATE (status)', table='flow', from_='runner', schema='public')
     op.revoke('USAGE', from_='runner', schema='public')
     op.revoke('USAGE', from_='runner', schema='rlskit')
+    op.revoke_role('runner', from_='app_authenticator')
+    op.drop_role('runner')
     op.create_view(
         'member_directory',
         ('SELECT u.id, u.email, u.first_name FROM users AS u INNER JOIN membership'

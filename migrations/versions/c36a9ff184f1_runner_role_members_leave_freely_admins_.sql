@@ -1,12 +1,12 @@
--- Revision a428d6a679a2: runner role, members leave freely, admins remove by DELETE only, directory shows last names
+-- Revision c36a9ff184f1: runner role, members leave freely, admins remove by DELETE only, directory shows last names
 -- Revises: 5fb1d6533171
--- Summary: +4 grants, -1 grant, +5 policies, ~1 policy, -1 policy, +1 view, -1 view
--- The exact SQL of a428d6a679a2_runner_role_members_leave_freely_admins_.py for PostgreSQL 18, for review; apply the revision with `rlskit migrate`.
+-- Summary: +1 role, +1 membership, +4 grants, -1 grant, +5 policies, ~1 policy, -1 policy, +1 view, -1 view
+-- The exact SQL of c36a9ff184f1_runner_role_members_leave_freely_admins_.py for PostgreSQL 18, for review; apply the revision with `rlskit migrate`.
 
 -- ==== upgrade ====
 BEGIN;
 
--- Running upgrade 5fb1d6533171 -> a428d6a679a2
+-- Running upgrade 5fb1d6533171 -> c36a9ff184f1
 
 REVOKE SELECT
   ON TABLE public.member_directory
@@ -15,6 +15,18 @@ REVOKE SELECT
 DROP POLICY admin_remove ON public.membership;
 
 DROP VIEW public.member_directory;
+
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'runner') THEN
+    CREATE ROLE runner WITH NOLOGIN
+                        INHERIT;
+  END IF;
+END
+$$;
+
+GRANT runner TO app_authenticator WITH INHERIT FALSE
+                                     , SET TRUE;
 
 GRANT USAGE
   ON SCHEMA rlskit
@@ -73,7 +85,7 @@ GRANT SELECT
   ON TABLE public.member_directory
   TO member;
 
-UPDATE alembic_version SET version_num='a428d6a679a2' WHERE alembic_version.version_num = '5fb1d6533171';
+UPDATE alembic_version SET version_num='c36a9ff184f1' WHERE alembic_version.version_num = '5fb1d6533171';
 
 COMMIT;
 
@@ -81,7 +93,7 @@ COMMIT;
 -- ==== downgrade ====
 BEGIN;
 
--- Running downgrade a428d6a679a2 -> 5fb1d6533171
+-- Running downgrade c36a9ff184f1 -> 5fb1d6533171
 
 REVOKE SELECT
   ON TABLE public.member_directory
@@ -115,6 +127,10 @@ REVOKE USAGE
   ON SCHEMA rlskit
   FROM runner;
 
+REVOKE runner FROM app_authenticator;
+
+DROP ROLE IF EXISTS runner;
+
 CREATE VIEW public.member_directory (id, email, first_name)
   WITH (security_barrier = true
       , security_invoker = true)
@@ -136,7 +152,7 @@ GRANT SELECT
   ON TABLE public.member_directory
   TO member;
 
-UPDATE alembic_version SET version_num='5fb1d6533171' WHERE alembic_version.version_num = 'a428d6a679a2';
+UPDATE alembic_version SET version_num='5fb1d6533171' WHERE alembic_version.version_num = 'c36a9ff184f1';
 
 COMMIT;
 
