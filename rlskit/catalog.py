@@ -157,6 +157,6 @@ def read_catalog(conn: psycopg.Connection, model: Model) -> list[o.DbObject]:
     view_rows = {oid: rest for oid, *rest in conn.execute(_VIEWS, {"oids": list(views.values())})}
     for (schema, name), oid in views.items():
         query, columns, options = view_rows[oid]
-        opts = tuple(sorted(tuple(opt.split("=", 1)) for opt in options))
+        opts = tuple(tuple(opt.split("=", 1)) for opt in options)
         out.append(o.View(schema, name, query, tuple(columns), opts))
     return out

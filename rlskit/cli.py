@@ -180,7 +180,7 @@ def revision(
                   highlight=False)
         return
     err.print(f"wrote {written.path.relative_to(config.root)} and "
-              f"{written.sql_path.name}: {written.summary}", highlight=False)
+              f"{written.sql_path.name}: {written.summary}", highlight=False, soft_wrap=True)
 
 
 @app.command()

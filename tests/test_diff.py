@@ -3,31 +3,14 @@ unmanaged, and the database left untouched."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 
-import psycopg
 import pytest
+from snapshots import snapshot
 
 from rlskit.diff import diff_database, drift_sql
-
-SNAPSHOT = """
-SELECT json_build_object(
-  'policies', (SELECT json_agg(json_build_array(polrelid::regclass::text, polname, polcmd,
-                 polpermissive, polroles::regrole[]::text[], pg_get_expr(polqual, polrelid),
-                 pg_get_expr(polwithcheck, polrelid)) ORDER BY 1, 2) FROM pg_policy),
-  'tables', (SELECT json_agg(json_build_array(oid::regclass::text, relrowsecurity,
-               relforcerowsecurity, relacl::text[], reloptions) ORDER BY 1)
-             FROM pg_class WHERE relnamespace = 'public'::regnamespace),
-  'roles', (SELECT json_agg(json_build_array(rolname, rolcanlogin, rolinherit, rolbypassrls)
-            ORDER BY 1) FROM pg_roles WHERE rolname LIKE %s))
-"""
-
-
-def snapshot(conn: psycopg.Connection, prefix: str) -> dict:
-    return conn.execute(SNAPSHOT, [prefix + "%"]).fetchone()[0]
 
 
 def actions(changes) -> list[tuple]:
@@ -136,12 +119,20 @@ def test_cli_diff_exit_codes(example):
     clean = run()
     assert clean.returncode == 0, clean.stderr
     assert "no drift" in clean.stderr
+    member = example.role("member")
     with example.db.connect() as conn:
+        conn.execute("DROP POLICY leave_tenant ON membership")
         conn.execute("ALTER TABLE flow NO FORCE ROW LEVEL SECURITY")
+        conn.execute(f'REVOKE DELETE ON membership FROM "{member}"')
+        conn.execute(f'ALTER ROLE "{member}" BYPASSRLS')
     drifted = run()
     assert drifted.returncode == 1, drifted.stderr
-    assert "ALTER TABLE public.flow FORCE ROW LEVEL SECURITY;" in drifted.stdout
-    assert json.dumps(drifted.stdout)  # printable as text
+    assert "4 difference(s)" in drifted.stderr
+    for fix in ("CREATE POLICY leave_tenant ON public.membership",
+                "ALTER TABLE public.flow FORCE ROW LEVEL SECURITY;",
+                f"GRANT DELETE\n  ON TABLE public.membership\n  TO {member};",
+                "NOBYPASSRLS;"):
+        assert fix in drifted.stdout, drifted.stdout
 
 
 def test_cli_diff_without_database_is_exit_2(tmp_path):

@@ -1,21 +1,23 @@
 """initial: tenants, users, memberships, flows
 
 Revision ID: 5fb1d6533171
-Revises: 
+Revises:
 Create Date: 2026-11-23 13:33:44.074306
 
+Role names are written without the model's role_prefix; rlskit adds it when the revision
+runs, so one history serves every environment. 5fb1d6533171_*.sql beside this file has
+the exact SQL for review.
 """
-from typing import Sequence, Union
+from collections.abc import Sequence
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = '5fb1d6533171'
-down_revision: Union[str, Sequence[str], None] = None
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+down_revision: str | Sequence[str] | None = None
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from alembic import context
-from sqlalchemy import MetaData, create_engine, pool
+from psycopg.conninfo import conninfo_to_dict
+from sqlalchemy import URL, MetaData, create_engine, pool
 
 from ..config import load_config, load_model
 from ..errors import ConfigError
@@ -25,11 +26,17 @@ __all__ = ["run_migrations", "sqlalchemy_url"]
 
 
 def sqlalchemy_url(url: str) -> str:
-    """A libpq-style URL (``postgresql://…``) as SQLAlchemy's psycopg 3 URL."""
+    """A libpq URL (``postgresql://…``) or keyword string (``host=… dbname=…``) as
+    SQLAlchemy's psycopg 3 URL; SQLAlchemy URLs pass through."""
     scheme, sep, rest = url.partition("://")
-    if sep and scheme in ("postgres", "postgresql"):
-        return f"postgresql+psycopg://{rest}"
-    return url
+    if sep:
+        return f"postgresql+psycopg://{rest}" if scheme in ("postgres", "postgresql") else url
+    params = conninfo_to_dict(url)
+    return URL.create(
+        "postgresql+psycopg", username=params.pop("user", None),
+        password=params.pop("password", None), database=params.pop("dbname", None),
+        query={k: str(v) for k, v in params.items()},
+    ).render_as_string(hide_password=False)
 
 
 def _project_dir(config: Any) -> Path | None:
@@ -59,12 +66,15 @@ def run_migrations(target_metadata: MetaData | None = None, model: Model | None 
     pg_version = int(config.attributes.get("rlskit_pg_version")
                      or x_args.get("pg_version", DEFAULT_PG_VERSION))
     check_pg_version(pg_version)
+    # Without metadata, Alembic's own comparators would see every table as one to drop:
+    # then autogenerate compares the rlskit model only.
+    plugins = [PLUGIN] if target_metadata is None else ["alembic.autogenerate.*", PLUGIN]
     options: dict[str, Any] = {
-        "target_metadata": target_metadata,
+        "target_metadata": MetaData() if target_metadata is None else target_metadata,
         "rlskit_model": model,
         "rlskit_pg_version": pg_version,
         "rlskit_role_prefix": model.role_prefix,
-        "autogenerate_plugins": ["alembic.autogenerate.*", PLUGIN],
+        "autogenerate_plugins": plugins,
         "transaction_per_migration": False,
     }
     url = (config.attributes.get("rlskit_database_url")

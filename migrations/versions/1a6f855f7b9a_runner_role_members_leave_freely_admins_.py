@@ -1,21 +1,22 @@
 """runner role, members leave freely, admins remove by DELETE only, directory shows last names
 
-Revision ID: c36a9ff184f1
+Revision ID: 1a6f855f7b9a
 Revises: 5fb1d6533171
-Create Date: 2026-11-23 13:36:43.953063
+Create Date: 2026-11-23 13:41:04.181617
 
+Role names are written without the model's role_prefix; rlskit adds it when the revision
+runs, so one history serves every environment. 1a6f855f7b9a_*.sql beside this file has
+the exact SQL for review.
 """
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 from alembic import op
-import sqlalchemy as sa
-
 
 # revision identifiers, used by Alembic.
-revision: str = 'c36a9ff184f1'
-down_revision: Union[str, Sequence[str], None] = '5fb1d6533171'
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+revision: str = '1a6f855f7b9a'
+down_revision: str | Sequence[str] | None = '5fb1d6533171'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
@@ -116,7 +117,7 @@ def downgrade() -> None:
          ' AS m ON m.user_id = u.id'),
         schema='public',
         columns=['id', 'email', 'first_name'],
-        options={'security_barrier': 'true', 'security_invoker': 'true'},
+        options={'security_invoker': 'true', 'security_barrier': 'true'},
     )
     op.create_policy(
         'admin_remove',

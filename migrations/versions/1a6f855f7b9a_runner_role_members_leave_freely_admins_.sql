@@ -1,12 +1,12 @@
--- Revision c36a9ff184f1: runner role, members leave freely, admins remove by DELETE only, directory shows last names
+-- Revision 1a6f855f7b9a: runner role, members leave freely, admins remove by DELETE only, directory shows last names
 -- Revises: 5fb1d6533171
 -- Summary: +1 role, +1 membership, +4 grants, -1 grant, +5 policies, ~1 policy, -1 policy, +1 view, -1 view
--- The exact SQL of c36a9ff184f1_runner_role_members_leave_freely_admins_.py for PostgreSQL 18, for review; apply the revision with `rlskit migrate`.
+-- The exact SQL of 1a6f855f7b9a_runner_role_members_leave_freely_admins_.py for PostgreSQL 18, for review; apply the revision with `rlskit migrate`.
 
 -- ==== upgrade ====
 BEGIN;
 
--- Running upgrade 5fb1d6533171 -> c36a9ff184f1
+-- Running upgrade 5fb1d6533171 -> 1a6f855f7b9a
 
 REVOKE SELECT
   ON TABLE public.member_directory
@@ -85,7 +85,7 @@ GRANT SELECT
   ON TABLE public.member_directory
   TO member;
 
-UPDATE alembic_version SET version_num='c36a9ff184f1' WHERE alembic_version.version_num = '5fb1d6533171';
+UPDATE alembic_version SET version_num='1a6f855f7b9a' WHERE alembic_version.version_num = '5fb1d6533171';
 
 COMMIT;
 
@@ -93,7 +93,7 @@ COMMIT;
 -- ==== downgrade ====
 BEGIN;
 
--- Running downgrade c36a9ff184f1 -> 5fb1d6533171
+-- Running downgrade 1a6f855f7b9a -> 5fb1d6533171
 
 REVOKE SELECT
   ON TABLE public.member_directory
@@ -132,8 +132,8 @@ REVOKE runner FROM app_authenticator;
 DROP ROLE IF EXISTS runner;
 
 CREATE VIEW public.member_directory (id, email, first_name)
-  WITH (security_barrier = true
-      , security_invoker = true)
+  WITH (security_invoker = true
+      , security_barrier = true)
   AS SELECT u.id
           , u.email
           , u.first_name
@@ -152,7 +152,7 @@ GRANT SELECT
   ON TABLE public.member_directory
   TO member;
 
-UPDATE alembic_version SET version_num='5fb1d6533171' WHERE alembic_version.version_num = 'c36a9ff184f1';
+UPDATE alembic_version SET version_num='5fb1d6533171' WHERE alembic_version.version_num = '1a6f855f7b9a';
 
 COMMIT;
 
