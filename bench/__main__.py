@@ -18,13 +18,15 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from . import diff, generation
+from . import autogenerate, diff, generation
 
 RESULTS = Path(__file__).parent / "results"
-BENCHMARKS = {"generation": generation.run, "diff": diff.run}
+BENCHMARKS = {"generation": generation.run, "diff": diff.run,
+              "autogenerate": autogenerate.run}
 GROSS = {"uncached_over_cached_1000_tables": (1.5, None),
          "per_table_cost_largest_over_smallest": (None, 3.0),
-         "diff_per_table_cost_largest_over_smallest": (None, 3.0)}
+         "diff_per_table_cost_largest_over_smallest": (None, 3.0),
+         "alembic_utils_over_rlskit_largest": (10.0, None)}
 
 
 def machine() -> str:

@@ -1,0 +1,111 @@
+"""Alembic autogenerate against a database that already holds the model: rlskit's plugin
+versus alembic_utils' ``PGPolicy`` entities for the same policies, in the same run.
+
+Both runs must find nothing to do (a false diff would make the timing meaningless).
+rlskit compares everything it manages (roles, grants, RLS, policies, views, helpers);
+alembic_utils only the policies.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+from alembic.autogenerate import produce_migrations
+from alembic.runtime.migration import MigrationContext
+from alembic_utils.pg_policy import PGPolicy
+from alembic_utils.replaceable_entity import register_entities
+from sqlalchemy import MetaData, create_engine, pool
+
+import rlskit.migrations  # noqa: F401 - registers the rlskit plugin
+from rlskit import Claim, Model, generate_sql
+from rlskit import objects as o
+from rlskit.migrations import sqlalchemy_url
+from rlskit.target import target_objects
+from rlskit.testing import open_cluster
+
+ROLES = ("member", "app_authenticator")
+
+
+def build_model(tables: int) -> Model:
+    """Three policies a table: tenant isolation plus a member's SELECT and UPDATE rules."""
+    model = Model()
+    model.context(tenant_id=Claim("tenant_id", type="uuid"))
+    member = model.role("member")
+    model.authenticator("app_authenticator")
+    for i in range(tables):
+        model.tenant_table(f"table_{i:05d}", grants={member: "SELECT, UPDATE"})
+    return model
+
+
+def _install(conn: psycopg.Connection, tables: int) -> None:
+    for i in range(tables):
+        conn.execute(f"CREATE TABLE table_{i:05d} (id bigint PRIMARY KEY, tenant_id uuid)")
+    conn.execute(generate_sql(build_model(tables), pg_version=conn.info.server_version // 10000))
+
+
+def _policy_entities(model, pg_version: int) -> list[PGPolicy]:
+    entities = []
+    for p in target_objects(model, pg_version):
+        if not isinstance(p, o.Policy):
+            continue
+        definition = (f"AS {'PERMISSIVE' if p.permissive else 'RESTRICTIVE'} FOR {p.command} "
+                      f"TO {', '.join(p.roles) or 'public'}")
+        if p.using is not None:
+            definition += f" USING ({p.using})"
+        if p.with_check is not None:
+            definition += f" WITH CHECK ({p.with_check})"
+        entities.append(PGPolicy(schema=p.schema, signature=p.name,
+                                 on_entity=f"{p.schema}.{p.table}", definition=definition))
+    return entities
+
+
+def _autogenerate(url: str, plugins: list[str], opts: dict) -> tuple[float, int]:
+    engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={
+            "target_metadata": MetaData(), "autogenerate_plugins": plugins, **opts})
+        start = time.perf_counter()
+        ops = produce_migrations(context, MetaData()).upgrade_ops.ops
+        return time.perf_counter() - start, len(ops)
+
+
+def run(quick: bool = False) -> dict:
+    sizes = (20, 50) if quick else (100, 1000)
+    rounds = 2 if quick else 3
+    rows = []
+    checks = {}
+    with tempfile.TemporaryDirectory() as tmp, open_cluster(Path(tmp)) as cluster:
+        for size in sizes:
+            with cluster.database() as db:
+                with db.connect() as conn:
+                    _install(conn, size)
+                    conn.commit()
+                    policies = conn.execute("SELECT count(*) FROM pg_policy").fetchone()[0]
+                model = build_model(size)
+                ours = [_autogenerate(db.url, ["rlskit"], {"rlskit_model": model})
+                        for _ in range(rounds)]
+                register_entities(_policy_entities(model, db.version), entity_types=[PGPolicy])
+                theirs = _autogenerate(db.url, ["alembic.autogenerate.schemas"],
+                                       {"include_schemas": False})
+                register_entities([], entity_types=[PGPolicy])
+                checks[f"rlskit_no_false_diff_{size}"] = all(n == 0 for _, n in ours)
+                median = statistics.median(t for t, _ in ours)
+                rows.append({"tables": size, "policies": policies, "rlskit_median_s": median,
+                             "alembic_utils_s": theirs[0], "alembic_utils_ops": theirs[1],
+                             "speedup": theirs[0] / median})
+                with db.connect() as conn:
+                    conn.execute("DROP OWNED BY member")
+                    conn.commit()
+        with psycopg.connect(cluster.admin_url, autocommit=True) as conn:
+            for role in ROLES[::-1]:
+                conn.execute(f"DROP ROLE IF EXISTS {role}")
+    return {
+        "benchmark": "autogenerate",
+        "rows": rows,
+        "ratios": {"alembic_utils_over_rlskit_largest": rows[-1]["speedup"]},
+        "checks": checks,
+    }
