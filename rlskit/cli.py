@@ -183,24 +183,31 @@ def revision(
               f"{written.sql_path.name}: {written.summary}", highlight=False, soft_wrap=True)
 
 
+SqlOption = Annotated[bool, typer.Option("--sql", help="Print the SQL instead of running it.")]
+
+
+def _move(direction: str, target: str, sql: bool, database: str | None,
+          pg_version: int | None) -> None:
+    from .migrations.commands import migrate as run
+
+    config = load_config(database_url=database)
+    url = None if sql else _database_url(config)
+    with err.status(f"{direction[:-1]}ing to {target}…"):
+        typer.echo(run(direction, config, target, url, pg_version, sql=sql), nl=False)
+    if not sql:
+        err.print(f"{direction}d to {target}", highlight=False)
+
+
 @app.command()
 @handled
 def migrate(
     target: Annotated[str, typer.Argument(help="Revision to upgrade to.")] = "head",
-    sql: Annotated[bool, typer.Option("--sql", help="Print the SQL instead of running it.")
-                   ] = False,
+    sql: SqlOption = False,
     database: DatabaseOption = None,
     pg_version: PgVersionOption = None,
 ) -> None:
     """Upgrade the database to TARGET (default: head), in one transaction."""
-    from .migrations.commands import upgrade
-
-    config = load_config(database_url=database)
-    url = None if sql else _database_url(config)
-    with err.status(f"upgrading to {target}…"):
-        typer.echo(upgrade(config, target, url, pg_version, sql=sql), nl=False)
-    if not sql:
-        err.print(f"upgraded to {target}", highlight=False)
+    _move("upgrade", target, sql, database, pg_version)
 
 
 @app.command(context_settings={"ignore_unknown_options": True})
@@ -208,20 +215,12 @@ def migrate(
 def downgrade(
     target: Annotated[str, typer.Argument(
         help="Revision to downgrade to (with --sql: a FROM:TO range).")],
-    sql: Annotated[bool, typer.Option("--sql", help="Print the SQL instead of running it.")
-                   ] = False,
+    sql: SqlOption = False,
     database: DatabaseOption = None,
     pg_version: PgVersionOption = None,
 ) -> None:
     """Downgrade the database to TARGET (e.g. -1 or base), in one transaction."""
-    from .migrations.commands import downgrade as run_downgrade
-
-    config = load_config(database_url=database)
-    url = None if sql else _database_url(config)
-    with err.status(f"downgrading to {target}…"):
-        typer.echo(run_downgrade(config, target, url, pg_version, sql=sql), nl=False)
-    if not sql:
-        err.print(f"downgraded to {target}", highlight=False)
+    _move("downgrade", target, sql, database, pg_version)
 
 
 @app.command()

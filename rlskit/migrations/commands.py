@@ -18,7 +18,8 @@ from ..errors import ConfigError
 from ..model import Model
 from .ops import RlsOp
 
-__all__ = ["Revision", "alembic_config", "downgrade", "revision", "summarize", "upgrade"]
+__all__ = ["Revision", "alembic_config", "downgrade", "migrate", "revision", "summarize",
+           "upgrade"]
 
 _PLURALS = {"policy": "policies", "row security": "row security"}
 _NOUNS = ["table", "schema", "helper", "role", "membership", "grant", "row security", "policy",
@@ -123,17 +124,18 @@ def revision(settings: Config, message: str, database_url: str, pg_version: int,
 def upgrade(settings: Config, target: str, database_url: str | None, pg_version: int | None,
             sql: bool = False, model: Model | None = None) -> str:
     """Upgrade to `target` in one transaction; with `sql`, return the SQL instead."""
-    return _run("upgrade", settings, target, database_url, pg_version, sql, model)
+    return migrate("upgrade", settings, target, database_url, pg_version, sql, model)
 
 
 def downgrade(settings: Config, target: str, database_url: str | None,
               pg_version: int | None, sql: bool = False, model: Model | None = None) -> str:
     """Downgrade to `target`; with `sql`, return the SQL instead (``from:to`` range)."""
-    return _run("downgrade", settings, target, database_url, pg_version, sql, model)
+    return migrate("downgrade", settings, target, database_url, pg_version, sql, model)
 
 
-def _run(direction: str, settings: Config, target: str, database_url: str | None,
-         pg_version: int | None, sql: bool, model: Model | None) -> str:
+def migrate(direction: str, settings: Config, target: str, database_url: str | None,
+            pg_version: int | None, sql: bool = False, model: Model | None = None) -> str:
+    """``"upgrade"`` or ``"downgrade"`` to `target`; with `sql`, the SQL instead."""
     if sql:
         return _offline_sql(settings, pg_version, direction, target, model)
     getattr(command, direction)(alembic_config(settings, database_url, pg_version,
