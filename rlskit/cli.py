@@ -170,11 +170,9 @@ def revision(
     from .migrations.commands import revision as autogenerate
 
     config = load_config(model=model, database_url=database)
-    url = _database_url(config)
-    with psycopg.connect(url) as conn:
-        pg_version = conn.info.server_version // 10000
+    url = _database_url(config)  # may show its own status: not inside the one below
     with err.status("comparing the model with the database…"):
-        written = autogenerate(config, message, url, pg_version)
+        written = autogenerate(config, message, url)
     if written is None:
         err.print("no changes: the database already matches the model; no revision written",
                   highlight=False)

@@ -260,10 +260,9 @@ def alter(old: o.DbObject, new: o.DbObject, pg_version: int) -> list[sql.Composa
     if isinstance(new, o.HelperFunction) and isinstance(old, o.HelperFunction) and \
             new.returns != old.returns:
         return None  # CREATE OR REPLACE FUNCTION cannot change the result type
-    try:
-        return update(new, pg_version)
-    except TypeError:
-        return None
+    if update.dispatch(type(new)) is update.registry[object]:
+        return None  # no in-place form for this kind
+    return update(new, pg_version)
 
 
 def privilege_delta(old: o.TableGrant, new: o.TableGrant

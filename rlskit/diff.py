@@ -14,7 +14,7 @@ import psycopg
 
 from . import objects as o
 from .catalog import privilege_key, read_catalog
-from .ddl import alter, create, drop
+from .ddl import alter, create, drop, policy_delta
 from .model import Model
 from .normalize import normalize
 from .render import render
@@ -70,18 +70,13 @@ def fingerprint(obj: o.DbObject, pg_version: int) -> object:
 
 def _keep_unchanged(want: o.DbObject, canonical: o.DbObject, have: o.DbObject
                     ) -> o.DbObject:
-    """`want` with the live text of every policy clause that means the same, so an ALTER
-    names only the clauses that really change."""
-    if not isinstance(want, o.Policy):
-        return want
-    assert isinstance(canonical, o.Policy) and isinstance(have, o.Policy)
-    same = {}
-    if sorted(canonical.roles) == sorted(have.roles):
-        same["roles"] = have.roles
-    for clause in ("using", "with_check"):
-        if getattr(canonical, clause) == getattr(have, clause):
-            same[clause] = getattr(have, clause)
-    return dataclasses.replace(want, **same)
+    """For a policy ALTER can change: the live policy with only the clauses that change
+    taken from `want`, so the ALTER names just those."""
+    if isinstance(want, o.Policy):
+        clauses = policy_delta(have, canonical)  # type: ignore[arg-type]
+        if clauses is not None:
+            return dataclasses.replace(have, **{c: getattr(want, c) for c in clauses})
+    return want
 
 
 def _drop_order(change: Change, views: set[tuple[str, str]]) -> int:

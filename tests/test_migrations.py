@@ -98,18 +98,19 @@ def test_scaffold_autogenerate_upgrade_then_nothing_left(tmp_path, rlskit_db, mo
         "from rlskit.migrations import run_migrations\n\n"
         "run_migrations(target_metadata=metadata)\n")
     settings = load_config(tmp_path)
-    first = revision(settings, "everything", rlskit_db.url, rlskit_db.version, model=model)
+    first = revision(settings, "everything", rlskit_db.url, model=model)
     assert first is not None and first.path.is_file()
     policies = [o for o in target_objects(model, rlskit_db.version) if isinstance(o, Policy)]
     assert "+4 tables" in first.summary and "+5 roles" in first.summary
     assert f"+{len(policies)} policies" in first.summary
     twin = first.sql_path.read_text()
     assert "-- Summary: " + first.summary in twin
+    assert f"for PostgreSQL {rlskit_db.version}, for review" in twin
     assert "CREATE POLICY tenant_isolation ON public.flow" in twin
     assert "DROP POLICY tenant_isolation ON public.flow" in twin.split("==== downgrade")[1]
 
     upgrade(settings, "head", rlskit_db.url, None, model=model)
-    assert revision(settings, "again", rlskit_db.url, rlskit_db.version, model=model) is None
+    assert revision(settings, "again", rlskit_db.url, model=model) is None
     assert sorted(p.suffix for p in (tmp_path / "migrations" / "versions").iterdir()) == [
         ".py", ".sql"]
     with rlskit_db.connect() as conn:
