@@ -2,7 +2,15 @@
 
 __version__ = "0.1.0"
 
-from .errors import ConfigError, ContextError, ModelError, RlskitError  # noqa: E402
+from .context import RequestContext, as_context  # noqa: E402
+from .errors import (  # noqa: E402
+    ConfigError,
+    ContextError,
+    ModelError,
+    RlskitError,
+    TokenError,
+    UnsafeConnectionError,
+)
 from .generate import generate_sql  # noqa: E402
 from .model import Claim, Model, Policy, Role, Table, View  # noqa: E402
 
@@ -13,10 +21,14 @@ __all__ = [
     "Model",
     "ModelError",
     "Policy",
+    "RequestContext",
     "RlskitError",
     "Role",
     "Table",
+    "TokenError",
+    "UnsafeConnectionError",
     "View",
     "__version__",
+    "as_context",
     "generate_sql",
 ]

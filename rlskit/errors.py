@@ -39,3 +39,11 @@ class ConfigError(RlskitError):
 
 class ContextError(RlskitError):
     """A request context cannot be built from the given claims."""
+
+
+class TokenError(ContextError):
+    """A bearer token is malformed, unsigned, forged, expired or not meant for us."""
+
+
+class UnsafeConnectionError(ConfigError):
+    """The application's database role could bypass row-level security."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from pglast import ast
 
+from .claims import Claim, claim_path
 from .errors import ModelError
 from .sqltext import (
     Privilege,
@@ -26,21 +27,12 @@ from .sqltext import (
     policy_expression,
 )
 
-__all__ = ["Claim", "Model", "Policy", "Role", "Table", "View"]
+__all__ = ["Assignment", "Claim", "Model", "Policy", "Role", "Table", "View"]
 
 COMMANDS = ("SELECT", "INSERT", "UPDATE", "DELETE", "ALL")
 ROW_COMMANDS = ("SELECT", "INSERT", "UPDATE", "DELETE")
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 VIEW_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
-CLAIM_TYPES = {
-    "text": "text",
-    "uuid": "uuid",
-    "integer": "integer",
-    "int": "integer",
-    "bigint": "bigint",
-    "boolean": "boolean",
-    "bool": "boolean",
-}
 RESERVED_ROLE_NAMES = {"public", "none", "current_user", "session_user", "current_role"}
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 _MAX_NAME = 63
@@ -54,33 +46,6 @@ def _check_name(kind: str, name: object, *, table: str | None = None) -> str:
     return name
 
 
-@dataclass(frozen=True)
-class Claim:
-    """A JWT claim read into a session setting and exposed by a helper function.
-
-    `path` is a claim name, or a tuple of keys for nested claims (e.g. a namespaced claims
-    object); `type` is the SQL type the helper returns.
-    """
-
-    path: str | tuple[str, ...]
-    type: str = "text"
-    required: bool = True
-
-    def __post_init__(self) -> None:
-        if self.type not in CLAIM_TYPES:
-            raise ModelError(
-                f"claim {self.path!r} has unknown type {self.type!r}; "
-                f"use one of {', '.join(sorted(set(CLAIM_TYPES.values())))}"
-            )
-        keys = (self.path,) if isinstance(self.path, str) else self.path
-        if not keys or not all(isinstance(k, str) and k for k in keys):
-            raise ModelError(f"claim path must be a non-empty string or tuple, got {self.path!r}")
-
-    @property
-    def sql_type(self) -> str:
-        return CLAIM_TYPES[self.type]
-
-
 @dataclass(eq=False)
 class Role:
     """A NOLOGIN group role; `inherits` lists the roles whose rights it gets."""
@@ -91,6 +56,26 @@ class Role:
 
     def __repr__(self) -> str:
         return f"Role({self.name!r})"
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Which callers get `role`: those whose role claim holds `role_claim`, whose group
+    claim holds `group`, or whose context values equal every one of `attributes`."""
+
+    role: Role | str
+    role_claim: str | None = None
+    group: str | None = None
+    attributes: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def rule(self) -> str:
+        """The rule as people read it, for error messages."""
+        if self.role_claim is not None:
+            return f"role claim {self.role_claim!r}"
+        if self.group is not None:
+            return f"group {self.group!r}"
+        return " and ".join(f"{name} == {value!r}" for name, value in self.attributes)
 
 
 @dataclass
@@ -253,6 +238,10 @@ class Model:
         self.authenticators: dict[str, tuple[Role | str, ...] | None] = {}
         self.tables: dict[tuple[str, str], Table] = {}
         self.views: dict[tuple[str, str], View] = {}
+        self.role_claim: tuple[str, ...] = ("role",)
+        self.groups_claim: tuple[str, ...] = ("groups",)
+        self.anonymous: Role | str | None = None
+        self.assignments: list[Assignment] = []
 
     # -- declarations -----------------------------------------------------------------
 
@@ -284,6 +273,45 @@ class Model:
         self.roles[name] = role
         self.authenticators[name] = None if roles is None else tuple(roles)
         return role
+
+    def callers(
+        self,
+        *,
+        role_claim: str | tuple[str, ...] = "role",
+        groups_claim: str | tuple[str, ...] = "groups",
+        anonymous: Role | str | None = None,
+    ) -> None:
+        """Where tokens carry roles and groups (claim paths), and the role of callers
+        without a token (none: they are refused)."""
+        self.role_claim = claim_path(role_claim, "role claim")
+        self.groups_claim = claim_path(groups_claim, "groups claim")
+        self.anonymous = anonymous
+
+    def assign(
+        self,
+        role: Role | str,
+        *,
+        role_claim: str | None = None,
+        group: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> Assignment:
+        """Give `role` to callers whose role claim is `role_claim`, whose groups include
+        `group`, or whose context values match `attributes` (e.g. ``{"department":
+        "Sales"}``). Exactly one kind of rule per call."""
+        given = [k for k, v in (("role_claim", role_claim), ("group", group),
+                                ("attributes", attributes)) if v is not None]
+        if len(given) != 1:
+            raise ModelError(f"assign({role!r}) takes exactly one of role_claim=, group=, "
+                             "attributes=")
+        for kind, value in (("role claim", role_claim), ("group", group)):
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ModelError(f"assign({role!r}): {kind} must be a non-empty string")
+        if attributes is not None and (not isinstance(attributes, Mapping) or not attributes):
+            raise ModelError(f"assign({role!r}): attributes must be a non-empty mapping of "
+                             "context name to value")
+        rule = Assignment(role, role_claim, group, tuple((attributes or {}).items()))
+        self.assignments.append(rule)
+        return rule
 
     def tenant_table(
         self,
@@ -459,6 +487,7 @@ class Model:
         for name, allowed in self.authenticators.items():
             for target in allowed or ():
                 self._role_in(f"authenticator {name!r}", target)
+        self._validate_callers()
         for table in self.tables.values():
             for role in table.grants:
                 self._role_in("grants", role, table=table.name)
@@ -468,6 +497,29 @@ class Model:
             for role in view.grants:
                 self._role_in("grants", role, table=view.name)
             self._check_helpers(view.query, table=view.name, policy=None, text=view.source)
+
+    def _validate_callers(self) -> None:
+        given = {}
+        if self.anonymous is not None:
+            given[self._role_in("callers(anonymous=)", self.anonymous).name] = "callers"
+        for rule in self.assignments:
+            given[self._role_in(f"assign(..., {rule.rule})", rule.role).name] = "assign"
+            for name, value in rule.attributes:
+                if name not in self.claims:
+                    known = ", ".join(sorted(self.claims)) or "none declared"
+                    raise ModelError(f"assign({rule.role!r}) matches unknown context name "
+                                     f"{name!r} (known: {known})")
+                try:
+                    self.claims[name].coerce(value)
+                except ValueError as exc:
+                    raise ModelError(f"assign({rule.role!r}): value for {name!r} {exc}"
+                                     ) from None
+        for name, allowed in self.authenticators.items():
+            reachable = {self.resolve_role(r).name for r in allowed or self.group_roles}
+            for role, where in given.items():
+                if role not in reachable:
+                    raise ModelError(f"role {role!r} is given to callers by {where}() but "
+                                     f"authenticator {name!r} cannot switch to it")
 
     def _role_in(self, where: str, role: Role | str, *, table: str | None = None,
                  policy: str | None = None) -> Role:

@@ -73,6 +73,13 @@ def build_model(role_prefix: str = "") -> Model:
     admin = model.role("tenant_admin", inherits=member)
     runner = model.role("runner")
     model.authenticator("app_authenticator")
+    # Who gets which role: the token's "role" claim, its "groups", or an attribute
+    model.assign(read_only, role_claim="viewer")
+    model.assign(member, role_claim="member")
+    model.assign(admin, role_claim="admin")
+    model.assign(admin, group="tenant-admins")
+    model.assign(runner, role_claim="runner")
+    model.assign(read_only, attributes={"department": "Sales"})
 
     model.tenant_table(Tenant, tenant_column="id",
                        grants={read_only: "SELECT", admin: "UPDATE (name)"})

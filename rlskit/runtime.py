@@ -1,0 +1,142 @@
+"""What every integration sends: the context statement, the start-up check, the reset check.
+
+- `context_statement`: one ``SELECT set_config('role', $1, true), set_config($2, $3, true),
+  …`` — ``set_config('role', …, true)`` is ``SET LOCAL ROLE`` with the role as a bind
+  parameter, so role, names and values all travel as parameters and everything ends with
+  the transaction.
+- `check_connection`: refuses a connection role that is superuser, has BYPASSRLS, or can
+  act as the owner of a protected table.
+- `reset_statement` / `leftovers`: what a pool runs on a returned connection, and what it
+  refuses (a role or a setting that survived the reset).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from .context import RequestContext
+from .errors import UnsafeConnectionError
+from .model import Model
+
+__all__ = [
+    "check_connection",
+    "check_connection_async",
+    "context_statement",
+    "leftovers",
+    "leftovers_query",
+    "RESET_STATEMENT",
+]
+
+RESET_STATEMENT = "RESET ROLE; RESET ALL"  # RESET ALL leaves the role alone
+
+
+@lru_cache(maxsize=32)
+def _statement(settings: int) -> sql.Composed:
+    calls = [sql.SQL("set_config('role', %s, true)")]
+    calls += [sql.SQL("set_config(%s, %s, true)")] * settings
+    return sql.SQL("SELECT {}").format(sql.SQL(", ").join(calls))
+
+
+def context_statement(ctx: RequestContext) -> tuple[sql.Composed, list[str]]:
+    """The one statement that puts `ctx` into the current transaction, and its parameters."""
+    params = [ctx.role]
+    for name, value in ctx.settings:
+        params += [name, value]
+    return _statement(len(ctx.settings)), params
+
+
+def leftovers_query(model: Model) -> tuple[sql.Composed, list[str]]:
+    """A query returning the role and the model's settings a connection still holds."""
+    settings = [model.setting_name(name) for name in model.claims]
+    reads = [sql.SQL("coalesce(current_setting(%s, true), '')")] * len(settings)
+    query = sql.SQL("SELECT current_user::text, session_user::text{}").format(
+        sql.SQL("").join(sql.SQL(", ") + r for r in reads))
+    return query, settings
+
+
+def leftovers(row: tuple[Any, ...], settings: list[str]) -> list[str]:
+    """What a connection still holds, from the row of `leftovers_query` (empty: clean)."""
+    current, session, *values = row
+    found = [f"role {current!r}"] if current != session else []
+    found += [f"setting {name} = {value!r}" for name, value in zip(settings, values, strict=True)
+              if value]
+    return found
+
+
+_CHECK = sql.SQL("""
+SELECT 'superuser', r.rolname::text, NULL FROM pg_roles r
+ WHERE r.rolsuper AND pg_has_role(session_user, r.oid, 'MEMBER')
+UNION ALL
+SELECT 'bypassrls', r.rolname::text, NULL FROM pg_roles r
+ WHERE r.rolbypassrls AND NOT r.rolsuper AND pg_has_role(session_user, r.oid, 'MEMBER')
+UNION ALL
+SELECT 'owner', pg_get_userbyid(c.relowner)::text, format('%%I.%%I', n.nspname, c.relname)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN unnest(%s::text[], %s::text[]) AS t(s, r) ON n.nspname = t.s AND c.relname = t.r
+ WHERE pg_has_role(session_user, c.relowner, 'MEMBER')
+UNION ALL
+SELECT 'session', session_user::text, NULL
+ORDER BY 1, 2, 3
+""")
+
+
+def _check_params(model: Model) -> list[list[str]]:
+    protected = [t for t in model.tables.values() if t.rls]
+    return [[t.schema for t in protected], [t.name for t in protected]]
+
+
+def _verdict(rows: list[tuple[str, str, str | None]], model: Model) -> None:
+    session = next(role for kind, role, _ in rows if kind == "session")
+    authenticators = [model.role_name(name) for name in model.authenticators]
+    use = (f"connect as the model's authenticator {authenticators[0]!r} instead"
+           if authenticators else "connect as a LOGIN role without these rights")
+
+    def who(role: str) -> str:
+        if role == session:
+            return f"connection role {session!r} is"
+        return f"connection role {session!r} can become {role!r}, which is"
+
+    problems = []
+    for kind, role, _ in rows:
+        if kind == "superuser":
+            problems.append(f"{who(role)} a superuser (superusers bypass row-level security)")
+        elif kind == "bypassrls":
+            problems.append(f"{who(role)} BYPASSRLS (fix: ALTER ROLE {role} NOBYPASSRLS)")
+    owners: dict[str, list[str]] = {}
+    for kind, role, table in rows:
+        if kind == "owner" and table is not None:
+            owners.setdefault(role, []).append(table)
+    for owner, tables in owners.items():
+        subject = (f"connection role {session!r}" if owner == session
+                   else f"connection role {session!r} can become {owner!r}, which")
+        problems.append(f"{subject} owns {', '.join(tables)} (owners can turn row-level "
+                        "security off; let a separate migration role own the tables)")
+    if problems:
+        raise UnsafeConnectionError(f"unsafe connection for row-level security: "
+                                    f"{'; '.join(problems)}; {use}")
+
+
+def check_connection(conn: psycopg.Connection, model: Model) -> None:
+    """Raise `UnsafeConnectionError` unless `conn`'s role is subject to row-level security
+    on every table the model protects. Run it once at start-up."""
+    idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    with conn.cursor() as cur:
+        rows = cur.execute(_CHECK, _check_params(model)).fetchall()
+    if idle and not conn.autocommit:
+        conn.rollback()
+    _verdict(rows, model)
+
+
+async def check_connection_async(conn: psycopg.AsyncConnection, model: Model) -> None:
+    """`check_connection` for an asyncio connection."""
+    idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    async with conn.cursor() as cur:
+        await cur.execute(_CHECK, _check_params(model))
+        rows = await cur.fetchall()
+    if idle and not conn.autocommit:
+        await conn.rollback()
+    _verdict(rows, model)

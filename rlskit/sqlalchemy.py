@@ -1,0 +1,64 @@
+"""SQLAlchemy 2 integration (sync and asyncio engines, Core and ORM sessions).
+
+``install(engine, model)`` adds two engine events:
+
+- ``begin``: every transaction starts in the context made current by
+  ``with rlskit.as_context(ctx):`` — BEGIN and the context statement in one round trip on
+  the psycopg connection underneath. A transaction begun with no current context raises
+  `ContextError` (``require=False``: it runs as the connection role, which sees nothing).
+- ``connect``: every new connection passes `rlskit.runtime.check_connection` first.
+
+Only the psycopg driver (``postgresql+psycopg://``) is supported.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from sqlalchemy import Engine, event
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.util import await_only
+
+from .context import current
+from .errors import ConfigError, ContextError
+from .model import Model
+from .psycopg import apply, apply_async
+from .runtime import check_connection, check_connection_async
+
+__all__ = ["install"]
+
+
+def install(engine: Engine | AsyncEngine, model: Model, *, require: bool = True,
+            check: bool = True) -> None:
+    """Apply the current request context at the start of every transaction of `engine`."""
+    sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+    if sync_engine.dialect.driver != "psycopg":
+        raise ConfigError(f"rlskit needs the psycopg driver (postgresql+psycopg://), not "
+                          f"{sync_engine.dialect.driver!r}")
+
+    def begin(conn: Connection) -> None:
+        ctx = current()
+        if ctx is None:
+            if require:
+                raise ContextError("transaction begun without a request context; run it "
+                                   "inside 'with rlskit.as_context(ctx):'")
+            return
+        driver = conn.connection.driver_connection
+        if isinstance(driver, psycopg.AsyncConnection):
+            await_only(apply_async(driver, ctx))
+        else:
+            apply(driver, ctx)
+
+    def connect(_dbapi: Any, record: ConnectionPoolEntry) -> None:
+        driver = record.driver_connection
+        if isinstance(driver, psycopg.AsyncConnection):
+            await_only(check_connection_async(driver, model))
+        else:
+            check_connection(driver, model)
+
+    event.listen(sync_engine, "begin", begin)
+    if check:
+        event.listen(sync_engine, "connect", connect)
