@@ -13,13 +13,24 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .claims import lookup
 from .errors import ContextError, ModelError
 from .model import Assignment, Model, Role
 
-__all__ = ["RequestContext", "anonymous", "as_context", "current", "for_role", "from_claims"]
+if TYPE_CHECKING:
+    from .jwt import Verifier
+
+__all__ = [
+    "RequestContext",
+    "anonymous",
+    "as_context",
+    "current",
+    "for_role",
+    "from_claims",
+    "from_token",
+]
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,16 @@ def from_claims(model: Model, claims: Mapping[str, Any], *, role: str | None = N
             raise ContextError(f"claim {claim.label!r} {exc}") from None
     chosen = _select_role(model, claims, values, role)
     return _context(model, chosen, values)
+
+
+def from_token(model: Model, verifier: Verifier, token: str | None, *,
+               role: str | None = None) -> RequestContext:
+    """The context of a request bearing `token` (verified first); no token: `anonymous`."""
+    if token is None:
+        if role is not None:
+            raise ContextError(f"role {role!r} was requested without a token")
+        return anonymous(model)
+    return from_claims(model, verifier.verify(token), role=role)
 
 
 def anonymous(model: Model) -> RequestContext:

@@ -100,6 +100,8 @@ def _verdict(rows: list[tuple[str, str, str | None]], model: Model) -> None:
             return f"connection role {session!r} is"
         return f"connection role {session!r} can become {role!r}, which is"
 
+    if ("superuser", session, None) in rows:  # nothing else matters
+        rows = [("superuser", session, None)]
     problems = []
     for kind, role, _ in rows:
         if kind == "superuser":

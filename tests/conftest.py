@@ -41,9 +41,19 @@ class Example:
             conn.rollback()
 
 
+def make_example(db: ScratchDatabase, **seed_options: int) -> Example:
+    model = build_model(role_prefix=db.role_prefix)
+    owner = db.role_prefix + "owner"
+    data = install(db.url, model, owner, **seed_options)
+    return Example(db, model, data, owner)
+
+
 @pytest.fixture
 def example(rlskit_db: ScratchDatabase) -> Example:
-    model = build_model(role_prefix=rlskit_db.role_prefix)
-    owner = rlskit_db.role_prefix + "owner"
-    data = install(rlskit_db.url, model, owner)
-    return Example(rlskit_db, model, data, owner)
+    return make_example(rlskit_db)
+
+
+@pytest.fixture
+def busy_example(rlskit_db: ScratchDatabase) -> Example:
+    """The example with eight more tenants, so that random tenants rarely repeat."""
+    return make_example(rlskit_db, extra_tenants=8)
