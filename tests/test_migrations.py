@@ -23,11 +23,11 @@ from rlskit.config import load_config
 from rlskit.diff import diff_database
 from rlskit.examples.saas import build_model, metadata
 from rlskit.migrations import ops as rls_ops
-from rlskit.migrations import sqlalchemy_url
 from rlskit.migrations.commands import alembic_config, downgrade, revision, upgrade
 from rlskit.migrations.scaffold import init
 from rlskit.objects import Policy
 from rlskit.server import embedded_bin_dir
+from rlskit.sqlalchemy import sqlalchemy_url
 from rlskit.target import target_objects
 from rlskit.testing import ScratchDatabase
 

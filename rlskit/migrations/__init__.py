@@ -2,6 +2,6 @@
 and the rest), their renderers and the ``"rlskit"`` autogenerate plugin."""
 
 from . import compare, ops, render  # noqa: F401 - registration side effects
-from .environment import run_migrations, sqlalchemy_url
+from .environment import run_migrations
 
-__all__ = ["run_migrations", "sqlalchemy_url"]
+__all__ = ["run_migrations"]

@@ -13,30 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from alembic import context
-from psycopg.conninfo import conninfo_to_dict
-from sqlalchemy import URL, MetaData, create_engine, pool
+from sqlalchemy import MetaData, create_engine, pool
 
 from ..config import load_config, load_model
 from ..errors import ConfigError
 from ..generate import DEFAULT_PG_VERSION, check_pg_version
 from ..model import Model
+from ..sqlalchemy import sqlalchemy_url
 from .compare import PLUGIN
 
-__all__ = ["run_migrations", "sqlalchemy_url"]
-
-
-def sqlalchemy_url(url: str) -> str:
-    """A libpq URL (``postgresql://…``) or keyword string (``host=… dbname=…``) as
-    SQLAlchemy's psycopg 3 URL; SQLAlchemy URLs pass through."""
-    scheme, sep, rest = url.partition("://")
-    if sep:
-        return f"postgresql+psycopg://{rest}" if scheme in ("postgres", "postgresql") else url
-    params = conninfo_to_dict(url)
-    return URL.create(
-        "postgresql+psycopg", username=params.pop("user", None),
-        password=params.pop("password", None), database=params.pop("dbname", None),
-        query={k: str(v) for k, v in params.items()},
-    ).render_as_string(hide_password=False)
+__all__ = ["run_migrations"]
 
 
 def _project_dir(config: Any) -> Path | None:
