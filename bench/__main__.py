@@ -18,15 +18,16 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from . import autogenerate, diff, generation
+from . import autogenerate, context, diff, generation
 
 RESULTS = Path(__file__).parent / "results"
 BENCHMARKS = {"generation": generation.run, "diff": diff.run,
-              "autogenerate": autogenerate.run}
+              "autogenerate": autogenerate.run, "context": context.run}
 GROSS = {"uncached_over_cached_1000_tables": (1.5, None),
          "per_table_cost_largest_over_smallest": (None, 3.0),
          "diff_per_table_cost_largest_over_smallest": (None, 3.0),
-         "alembic_utils_over_rlskit_largest": (10.0, None)}
+         "alembic_utils_over_rlskit_largest": (10.0, None),
+         "psycopg_rlskit_over_plain": (0.5, None)}
 
 
 def machine() -> str:
@@ -64,6 +65,8 @@ def gross_regressions(result: dict) -> list[str]:
         low, high = GROSS.get(name, (None, None))
         if (low is not None and value < low) or (high is not None and value > high):
             problems.append(f"{result['benchmark']}: ratio {name} = {value:.2f}")
+    problems += [f"{result['benchmark']}: check {name} failed"
+                 for name, passed in result["checks"].items() if not passed]
     return problems
 
 

@@ -1,10 +1,11 @@
 """psycopg 3 integration: a transaction in the caller's context, and pool options.
 
 ``with rlskit.psycopg.transaction(conn, ctx):`` (or ``async with`` for an
-`AsyncConnection`) begins a transaction and applies the context in the same round trip
-(pipeline mode: BEGIN and the context statement travel together), then commits, or rolls
-back on an exception. Nothing is set at session level, so the connection goes back to a
-pool — or to PgBouncer in transaction mode — holding nothing of the caller.
+`AsyncConnection`) begins a transaction and applies the whole context in one statement,
+pipelined with the BEGIN (no round trip of its own), then commits, or rolls back on an
+exception. Nothing is set at
+session level, so the connection goes back to a pool — or to PgBouncer in transaction
+mode — holding nothing of the caller.
 
 ``ConnectionPool(url, **pool_options(model))`` (``AsyncConnectionPool(url,
 **async_pool_options(model))``) checks every new connection with
@@ -41,28 +42,29 @@ def _check_idle(conn: psycopg.Connection | psycopg.AsyncConnection) -> None:
 
 
 def apply(conn: psycopg.Connection, ctx: RequestContext) -> None:
-    """Begin a transaction on the idle `conn` and apply `ctx`, in one round trip."""
+    """Begin a transaction on the idle `conn` (psycopg's implicit BEGIN) and apply `ctx`."""
     _check_idle(conn)
-    statement, params = context_statement(ctx)
-    with conn.pipeline():
-        if conn.autocommit:
-            conn.execute("BEGIN")
-        conn.execute(statement, params)
+    if conn.autocommit:
+        raise ContextError("a request context needs a transaction; this connection is in "
+                           "autocommit mode")
+    conn.execute(*context_statement(ctx))
 
 
 async def apply_async(conn: psycopg.AsyncConnection, ctx: RequestContext) -> None:
     """`apply` for an asyncio connection."""
     _check_idle(conn)
-    statement, params = context_statement(ctx)
-    async with conn.pipeline():
-        if conn.autocommit:
-            await conn.execute("BEGIN")
-        await conn.execute(statement, params)
+    if conn.autocommit:
+        raise ContextError("a request context needs a transaction; this connection is in "
+                           "autocommit mode")
+    await conn.execute(*context_statement(ctx))
 
 
 class transaction:  # noqa: N801 - used like a function, as psycopg's own conn.transaction()
     """``with transaction(conn, ctx):`` / ``async with transaction(aconn, ctx):`` — one
-    transaction in `ctx`, committed on success and rolled back on an exception."""
+    transaction in `ctx`. It is psycopg's own `Transaction` (committed on success, rolled
+    back on an exception; nested ``conn.transaction()`` blocks are savepoints) whose first
+    statement applies the context. Inside the block the connection reports autocommit (the
+    transaction is explicit); the setting is restored on exit."""
 
     def __init__(self, conn: psycopg.Connection | psycopg.AsyncConnection,
                  ctx: RequestContext) -> None:
@@ -75,47 +77,51 @@ class transaction:  # noqa: N801 - used like a function, as psycopg's own conn.t
         conn = self.conn
         if not isinstance(conn, psycopg.Connection):
             raise TypeError("use 'async with' for an AsyncConnection")
+        _check_idle(conn)
+        self._autocommit = conn.autocommit
+        conn.autocommit = True  # the Transaction's BEGIN, not one psycopg adds and waits for
+        self._tx = psycopg.Transaction(conn)
         try:
-            apply(conn, self.ctx)
-        except BaseException:
-            if conn.info.transaction_status != TransactionStatus.IDLE:
-                conn.rollback()
+            with conn.pipeline():  # BEGIN and the context statement in one round trip
+                self._tx.__enter__()
+                conn.execute(*context_statement(self.ctx))
+        except BaseException as exc:
+            self.__exit__(type(exc), exc, exc.__traceback__)
             raise
         return conn
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        conn = self.conn
-        assert isinstance(conn, psycopg.Connection)
-        if conn.closed:
-            return
-        if kind is None:
-            conn.commit()
-        else:
-            conn.rollback()
+                 tb: TracebackType | None) -> bool:
+        try:
+            return self._tx.__exit__(kind, exc, tb)
+        finally:
+            if not self.conn.closed:
+                self.conn.autocommit = self._autocommit
 
     async def __aenter__(self) -> psycopg.AsyncConnection:
         conn = self.conn
         if not isinstance(conn, psycopg.AsyncConnection):
             raise TypeError("use 'with' for a (sync) Connection")
+        _check_idle(conn)
+        self._autocommit = conn.autocommit
+        await conn.set_autocommit(True)
+        self._atx = psycopg.AsyncTransaction(conn)
         try:
-            await apply_async(conn, self.ctx)
-        except BaseException:
-            if conn.info.transaction_status != TransactionStatus.IDLE:
-                await conn.rollback()
+            async with conn.pipeline():
+                await self._atx.__aenter__()
+                await conn.execute(*context_statement(self.ctx))
+        except BaseException as exc:
+            await self.__aexit__(type(exc), exc, exc.__traceback__)
             raise
         return conn
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        conn = self.conn
-        assert isinstance(conn, psycopg.AsyncConnection)
-        if conn.closed:
-            return
-        if kind is None:
-            await conn.commit()
-        else:
-            await conn.rollback()
+                        tb: TracebackType | None) -> bool:
+        try:
+            return await self._atx.__aexit__(kind, exc, tb)
+        finally:
+            if not self.conn.closed:
+                await self.conn.set_autocommit(self._autocommit)
 
 
 def _refuse(found: list[str]) -> None:

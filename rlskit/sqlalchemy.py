@@ -3,9 +3,9 @@
 ``install(engine, model)`` adds two engine events:
 
 - ``begin``: every transaction starts in the context made current by
-  ``with rlskit.as_context(ctx):`` — BEGIN and the context statement in one round trip on
-  the psycopg connection underneath. A transaction begun with no current context raises
-  `ContextError` (``require=False``: it runs as the connection role, which sees nothing).
+  ``with rlskit.as_context(ctx):`` — one statement on the psycopg connection underneath.
+  A transaction begun with no current context raises `ContextError` (``require=False``:
+  it runs as the connection role, which sees nothing).
 - ``connect``: every new connection passes `rlskit.runtime.check_connection` first.
 
 Only the psycopg driver (``postgresql+psycopg://``) is supported.

@@ -1,0 +1,198 @@
+"""Context cost: small transactions (one primary-key SELECT) with rlskit's context applied
+vs without, on the same connection, interleaved in the same run.
+
+Families: psycopg sync, psycopg asyncio, SQLAlchemy Core (an installed engine, with and
+without a current context). A naive variant (SET LOCAL ROLE and set_config as statements of
+their own) shows what the one-round-trip form saves. Beside the timings, a deterministic
+check counts protocol round trips (ReadyForQuery messages in a libpq trace): with
+`rlskit.psycopg.transaction` the context travels with the BEGIN (no extra round trip); the
+SQLAlchemy hook, which runs after psycopg's own BEGIN, takes exactly one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from sqlalchemy import create_engine, text
+
+from rlskit.context import RequestContext, as_context, for_role
+from rlskit.examples.install import install
+from rlskit.examples.saas import build_model
+from rlskit.psycopg import transaction
+from rlskit.sqlalchemy import install as install_engine
+from rlskit.sqlalchemy import sqlalchemy_url
+from rlskit.testing import open_cluster
+
+ITEMS = 1000
+QUERY = "SELECT payload FROM bench_item WHERE id = %s"
+
+
+def _prepare(url: str, prefix: str) -> RequestContext:
+    """The example model and a plain lookup table both the app and its roles may read."""
+    model = build_model(role_prefix=prefix)
+    data = install(url, model, prefix + "owner")
+    with psycopg.connect(url) as conn:
+        conn.execute("CREATE TABLE bench_item (id int PRIMARY KEY, payload text NOT NULL)")
+        conn.execute("INSERT INTO bench_item SELECT g, md5(g::text) "
+                     "FROM generate_series(1, %s) g", [ITEMS])
+        conn.execute(sql.SQL("GRANT SELECT ON bench_item TO {}, {}").format(
+            sql.Identifier(model.role_name("app_authenticator")),
+            sql.Identifier(model.role_name("member"))))
+    return for_role(model, "member", tenant_id=data.a.id, user_id=data.a.member)
+
+
+def _round_trips(conn: psycopg.Connection, work: Callable[[], None]) -> int:
+    with tempfile.TemporaryFile() as trace:
+        conn.pgconn.trace(trace.fileno())
+        try:
+            work()
+        finally:
+            conn.pgconn.untrace()
+        trace.seek(0)
+        return trace.read().decode().count("\tReadyForQuery")
+
+
+def _interleaved(variants: dict[str, Callable[[int], object]], batch: int, rounds: int,
+                 rates: dict[str, list[float]]) -> None:
+    """Transactions per second of each variant, one round at a time; within a round the
+    variants take turns transaction by transaction, so that the machine's noise hits all of
+    them alike."""
+    rng = random.Random(7)
+    for r in range(rounds):
+        spent = dict.fromkeys(variants, 0.0)
+        order = _rotated(list(variants), r)
+        for _ in range(batch):
+            item = rng.randint(1, ITEMS)
+            for name in order:
+                start = time.perf_counter()
+                variants[name](item)
+                spent[name] += time.perf_counter() - start
+        for name, seconds in spent.items():
+            rates.setdefault(name, []).append(batch / seconds)
+
+
+async def _interleaved_async(variants: dict[str, Callable[[int], Awaitable[object]]],
+                             batch: int, rounds: int, rates: dict[str, list[float]]) -> None:
+    """`_interleaved` for coroutines."""
+    rng = random.Random(7)
+    for r in range(rounds):
+        spent = dict.fromkeys(variants, 0.0)
+        order = _rotated(list(variants), r)
+        for _ in range(batch):
+            item = rng.randint(1, ITEMS)
+            for name in order:
+                start = time.perf_counter()
+                await variants[name](item)
+                spent[name] += time.perf_counter() - start
+        for name, seconds in spent.items():
+            rates.setdefault(name, []).append(batch / seconds)
+
+
+def run(quick: bool = False) -> dict:
+    batch, rounds = (200, 3) if quick else (2000, 7)
+    with tempfile.TemporaryDirectory() as tmp, open_cluster(Path(tmp)) as cluster, \
+            cluster.database() as db:
+        ctx = _prepare(db.url, db.role_prefix)
+        app_url = cluster.url(db.name, user=ctx.role.replace("member", "app_authenticator"))
+        rates: dict[str, list[float]] = {}
+        with psycopg.connect(app_url) as conn:
+            set_role = sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(ctx.role))
+            settings = sql.SQL("SELECT {}").format(sql.SQL(", ").join(
+                [sql.SQL("set_config(%s, %s, true)")] * len(ctx.settings)))
+            flat = [v for pair in ctx.settings for v in pair]
+
+            def plain(i: int) -> None:
+                with conn.transaction():
+                    conn.execute(QUERY, [i]).fetchone()
+
+            def rlskit(i: int) -> None:
+                with transaction(conn, ctx):
+                    conn.execute(QUERY, [i]).fetchone()
+
+            def naive(i: int) -> None:
+                with conn.transaction():
+                    conn.execute(set_role)
+                    conn.execute(settings, flat)
+                    conn.execute(QUERY, [i]).fetchone()
+
+            trips = {name: _round_trips(conn, lambda f=f: f(1))
+                     for name, f in (("plain", plain), ("rlskit", rlskit), ("naive", naive))}
+            _interleaved({"psycopg_plain": plain, "psycopg_rlskit": rlskit,
+                          "psycopg_naive": naive}, batch, rounds, rates)
+
+        async def async_rounds() -> None:
+            aconn = await psycopg.AsyncConnection.connect(app_url)
+            async with aconn:
+                async def aplain(i: int) -> None:
+                    async with aconn.transaction():
+                        await (await aconn.execute(QUERY, [i])).fetchone()
+
+                async def arlskit(i: int) -> None:
+                    async with transaction(aconn, ctx):
+                        await (await aconn.execute(QUERY, [i])).fetchone()
+
+                await _interleaved_async({"async_plain": aplain, "async_rlskit": arlskit},
+                                         batch, rounds, rates)
+
+        asyncio.run(async_rounds())
+
+        engine = create_engine(sqlalchemy_url(app_url), pool_size=1, max_overflow=0)
+        install_engine(engine, build_model(role_prefix=db.role_prefix), require=False)
+        stmt = text(QUERY.replace("%s", ":id"))
+
+        def sa_plain(i: int) -> None:
+            with engine.begin() as c:
+                c.execute(stmt, {"id": i}).fetchone()
+
+        def sa_rlskit(i: int) -> None:
+            with as_context(ctx), engine.begin() as c:
+                c.execute(stmt, {"id": i}).fetchone()
+
+        with engine.connect() as c:  # the pool's only connection, traced once released
+            raw = c.connection.driver_connection
+        if True:
+            trips["sqlalchemy_plain"] = _round_trips(raw, lambda: sa_plain(1))
+            trips["sqlalchemy_rlskit"] = _round_trips(raw, lambda: sa_rlskit(1))
+        _interleaved({"sqlalchemy_plain": sa_plain, "sqlalchemy_rlskit": sa_rlskit},
+                     batch, rounds, rates)
+        engine.dispose()
+
+    rows = [{"variant": name, "round_trips": trips.get(name.replace("psycopg_", ""),
+                                                       trips.get(name, "")),
+             "min_tx_s": min(v), "median_tx_s": statistics.median(v), "max_tx_s": max(v)}
+            for name, v in rates.items()]
+
+    def ratio(variant: str, baseline: str) -> float:
+        """Median over rounds of the ratio measured within each round."""
+        return statistics.median(a / b for a, b in zip(rates[variant], rates[baseline],
+                                                         strict=True))
+
+    return {
+        "benchmark": "context",
+        "rows": rows,
+        "ratios": {
+            "psycopg_rlskit_over_plain": ratio("psycopg_rlskit", "psycopg_plain"),
+            "psycopg_naive_over_plain": ratio("psycopg_naive", "psycopg_plain"),
+            "async_rlskit_over_plain": ratio("async_rlskit", "async_plain"),
+            "sqlalchemy_rlskit_over_plain": ratio("sqlalchemy_rlskit", "sqlalchemy_plain"),
+        },
+        "checks": {
+            "psycopg_context_adds_no_round_trip": trips["rlskit"] == trips["plain"],
+            "sqlalchemy_context_is_one_round_trip":
+                trips["sqlalchemy_rlskit"] == trips["sqlalchemy_plain"] + 1,
+        },
+    }
+
+
+def _rotated(names: list[str], r: int) -> list[str]:
+    """Variants in a different order each round, so that drift hits all of them alike."""
+    k = r % len(names)
+    return names[k:] + names[:k]
