@@ -11,14 +11,7 @@ from contextlib import contextmanager
 import psycopg
 from conftest import Example
 from pgbouncer import pgbouncer
-from psycopg import sql
-from test_runtime import (
-    COUNT_BY_TENANT,
-    NO_CONTEXT_PROBE,
-    TRANSACTIONS,
-    WORKERS,
-    tenants_with_flows,
-)
+from test_runtime import COUNT_BY_TENANT, NO_CONTEXT_PROBE, TRANSACTIONS, WORKERS, Tally
 
 from rlskit.context import for_role
 from rlskit.psycopg import transaction
@@ -50,31 +43,20 @@ def test_session_level_set_leaks_between_clients_through_pgbouncer(example: Exam
 
 def test_clients_of_pgbouncer_never_see_another_tenant(busy_example: Example) -> None:
     example = busy_example
-    expected = tenants_with_flows(example)
-    tenants = list(expected)
-    auth = example.role("app_authenticator")
-    set_member = sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(example.role("member")))
-    mismatches: list[str] = []
-    done = [0]
-    lock = threading.Lock()
+    tally = Tally(example)
 
     def client(seed: int, url: str) -> None:
         rng = random.Random(seed)
         with connect(url) as conn:
             for _ in range(TRANSACTIONS // WORKERS):
-                tenant = rng.choice(tenants)
+                tenant = rng.choice(tally.tenants)
                 with transaction(conn, for_role(example.model, "member", tenant_id=tenant)):
                     seen = dict(conn.execute(COUNT_BY_TENANT).fetchall())
                 probe = conn.execute(NO_CONTEXT_PROBE).fetchone()
-                conn.execute(set_member)
+                conn.execute(tally.set_member)
                 visible = conn.execute("SELECT count(*) FROM flow").fetchone()[0]
                 conn.rollback()
-                with lock:
-                    done[0] += 1
-                    if seen != {tenant: expected[tenant]}:
-                        mismatches.append(f"tenant {tenant} saw {seen}")
-                    if probe != (auth, "") or visible != 0:
-                        mismatches.append(f"no-context transaction held {probe}, saw {visible}")
+                tally.record(tenant, seen, probe, visible)
 
     with bouncer(example, pool_size=3) as url:
         threads = [threading.Thread(target=client, args=(i, url)) for i in range(WORKERS)]
@@ -82,5 +64,4 @@ def test_clients_of_pgbouncer_never_see_another_tenant(busy_example: Example) ->
             t.start()
         for t in threads:
             t.join()
-    assert done[0] == TRANSACTIONS
-    assert mismatches == []
+    tally.check()

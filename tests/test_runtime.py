@@ -225,34 +225,50 @@ NO_CONTEXT_PROBE = ("SELECT current_user::text, coalesce(current_setting('app.te
                     "true), '')")
 
 
+class Tally:
+    """Outcomes of concurrent transactions: each one in a tenant's context must see exactly
+    that tenant's rows; each probe with no context must hold nothing and see nothing."""
+
+    def __init__(self, example: Example) -> None:
+        self.expected = tenants_with_flows(example)
+        self.tenants = list(self.expected)
+        self.auth = example.role("app_authenticator")
+        self.set_member = sql.SQL("SET LOCAL ROLE {}").format(
+            sql.Identifier(example.role("member")))
+        self.done = 0
+        self.mismatches: list[str] = []
+        self.lock = threading.Lock()
+
+    def record(self, tenant: uuid.UUID, seen: dict, probe: tuple, visible: int) -> None:
+        with self.lock:
+            self.done += 1
+            if seen != {tenant: self.expected[tenant]}:
+                self.mismatches.append(f"tenant {tenant} saw {seen}")
+            if probe != (self.auth, "") or visible != 0:
+                self.mismatches.append(f"no-context transaction held {probe}, saw {visible}")
+
+    def check(self) -> None:
+        assert self.done == TRANSACTIONS
+        assert self.mismatches == []
+
+
 def test_threads_sharing_a_small_pool_never_see_another_tenant(busy_example: Example
                                                                ) -> None:
     example = busy_example
-    expected = tenants_with_flows(example)
-    tenants = list(expected)
-    auth, member = example.role("app_authenticator"), example.role("member")
-    set_member = sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(member))
-    mismatches: list[str] = []
-    done = [0]
-    lock = threading.Lock()
+    tally = Tally(example)
 
     def worker(seed: int, pool: ConnectionPool) -> None:
         rng = random.Random(seed)
         for _ in range(TRANSACTIONS // WORKERS):
-            tenant = rng.choice(tenants)
+            tenant = rng.choice(tally.tenants)
             ctx = for_role(example.model, "member", tenant_id=tenant)
             with pool.connection() as conn, transaction(conn, ctx) as tx:
                 seen = dict(tx.execute(COUNT_BY_TENANT).fetchall())
             with pool.connection() as conn:  # no context: who am I, and what do I see?
                 probe = conn.execute(NO_CONTEXT_PROBE).fetchone()
-                conn.execute(set_member)
+                conn.execute(tally.set_member)
                 visible = conn.execute("SELECT count(*) FROM flow").fetchone()[0]
-            with lock:
-                done[0] += 1
-                if seen != {tenant: expected[tenant]}:
-                    mismatches.append(f"tenant {tenant} saw {seen}")
-                if probe != (auth, "") or visible != 0:
-                    mismatches.append(f"no-context connection held {probe}, saw {visible}")
+            tally.record(tenant, seen, probe, visible)
 
     with ConnectionPool(authenticator_url(example), min_size=POOL_SIZE, max_size=POOL_SIZE,
                         open=True, **pool_options(example.model)) as pool:
@@ -261,8 +277,7 @@ def test_threads_sharing_a_small_pool_never_see_another_tenant(busy_example: Exa
             t.start()
         for t in threads:
             t.join()
-    assert done[0] == TRANSACTIONS
-    assert mismatches == []
+    tally.check()
 
 
 def test_tasks_sharing_a_small_async_pool_never_see_another_tenant(
@@ -271,34 +286,24 @@ def test_tasks_sharing_a_small_async_pool_never_see_another_tenant(
 
 
 async def tasks_sharing_a_pool(example: Example) -> None:
-    expected = tenants_with_flows(example)
-    tenants = list(expected)
-    auth = example.role("app_authenticator")
-    set_member = sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(example.role("member")))
-    mismatches: list[str] = []
-    done = [0]
+    tally = Tally(example)
 
     async def worker(seed: int, pool: AsyncConnectionPool) -> None:
         rng = random.Random(seed)
         for _ in range(TRANSACTIONS // WORKERS):
-            tenant = rng.choice(tenants)
+            tenant = rng.choice(tally.tenants)
             ctx = for_role(example.model, "member", tenant_id=tenant)
             async with pool.connection() as conn, transaction(conn, ctx) as tx:
                 seen = dict(await (await tx.execute(COUNT_BY_TENANT)).fetchall())
             async with pool.connection() as conn:
                 probe = await (await conn.execute(NO_CONTEXT_PROBE)).fetchone()
-                await conn.execute(set_member)
+                await conn.execute(tally.set_member)
                 visible = (await (await conn.execute("SELECT count(*) FROM flow")
                                   ).fetchone())[0]
-            done[0] += 1
-            if seen != {tenant: expected[tenant]}:
-                mismatches.append(f"tenant {tenant} saw {seen}")
-            if probe != (auth, "") or visible != 0:
-                mismatches.append(f"no-context connection held {probe}, saw {visible}")
+            tally.record(tenant, seen, probe, visible)
 
     async with AsyncConnectionPool(authenticator_url(example), min_size=POOL_SIZE,
                                    max_size=POOL_SIZE, open=False,
                                    **async_pool_options(example.model)) as pool:
         await asyncio.gather(*(worker(i, pool) for i in range(WORKERS)))
-    assert done[0] == TRANSACTIONS
-    assert mismatches == []
+    tally.check()
