@@ -79,5 +79,5 @@ def run(quick: bool = False) -> dict:
             / median[("cached", 1000)],
             "per_table_cost_largest_over_smallest": per_table[-1] / per_table[0],
         },
-        "checks": {"1000_tables_under_1s": median[("cached", 1000)] < 1.0},
+        "checks": {},  # the times are in the rows; a wall-clock threshold is not a check
     }
