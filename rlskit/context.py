@@ -132,14 +132,14 @@ def _select_role(model: Model, claims: Mapping[str, Any], values: Mapping[str, A
         raise ContextError(f"the model gives this caller no role (role claim "
                            f"{_show(lookup(claims, model.role_claim))}, groups "
                            f"{_show(lookup(claims, model.groups_claim))})")
-    reachable = {r.name: r for g in granted for r in model.ancestors(g)}
+    lineage = {g: model.ancestors(g) for g in granted}  # each granted role and its parents
     if requested is not None:
+        reachable = {r.name: r for roles in lineage.values() for r in roles}
         if requested not in reachable:
             raise ContextError(f"role {requested!r} is not granted to this caller "
                                f"(granted: {', '.join(sorted({g.name for g in granted}))})")
         return reachable[requested]
-    top = [g for g in dict.fromkeys(granted)
-           if all(other in model.ancestors(g) for other in granted)]
+    top = [g for g, roles in lineage.items() if all(other in roles for other in lineage)]
     if not top:
         names = ", ".join(sorted({g.name for g in granted}))
         raise ContextError(f"this caller holds several unrelated roles ({names}); "

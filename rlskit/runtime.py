@@ -6,8 +6,8 @@
   the transaction.
 - `check_connection`: refuses a connection role that is superuser, has BYPASSRLS, or can
   act as the owner of a protected table.
-- `reset_statement` / `leftovers`: what a pool runs on a returned connection, and what it
-  refuses (a role or a setting that survived the reset).
+- `leftovers_query` / `leftovers`: what a pool reads from a connection after resetting it,
+  and what it refuses (a role or a setting that survived the reset).
 """
 
 from __future__ import annotations
@@ -28,10 +28,7 @@ __all__ = [
     "context_statement",
     "leftovers",
     "leftovers_query",
-    "RESET_STATEMENT",
 ]
-
-RESET_STATEMENT = "RESET ROLE; RESET ALL"  # RESET ALL leaves the role alone
 
 
 @lru_cache(maxsize=32)
