@@ -32,13 +32,14 @@ __all__ = [
 
 
 @lru_cache(maxsize=32)
-def _statement(settings: int) -> sql.Composed:
+def _statement(settings: int) -> bytes:
     calls = [sql.SQL("set_config('role', %s, true)")]
     calls += [sql.SQL("set_config(%s, %s, true)")] * settings
-    return sql.SQL("SELECT {}").format(sql.SQL(", ").join(calls))
+    # Composed once into bytes: psycopg converts a bytes query once and caches it
+    return sql.SQL("SELECT {}").format(sql.SQL(", ").join(calls)).as_bytes()
 
 
-def context_statement(ctx: RequestContext) -> tuple[sql.Composed, list[str]]:
+def context_statement(ctx: RequestContext) -> tuple[bytes, list[str]]:
     """The one statement that puts `ctx` into the current transaction, and its parameters."""
     params = [ctx.role]
     for name, value in ctx.settings:
