@@ -146,6 +146,57 @@ def diff(
     raise typer.Exit(1)
 
 
+class CheckFormat(str, Enum):
+    text = "text"
+    json = "json"
+    sarif = "sarif"
+
+
+@app.command()
+@handled
+def check(
+    database: Annotated[str | None, typer.Option(
+        "--database", "-d", help="Lint this live database (all user schemas, managed or "
+        "not) instead of the model alone.")] = None,
+    model: ModelOption = None,
+    pg_version: Annotated[int, typer.Option(
+        help="Without --database: the PostgreSQL major version to lint for.")
+    ] = DEFAULT_PG_VERSION,
+    fmt: Annotated[CheckFormat, typer.Option("--format", help="Output format.")
+                   ] = CheckFormat.text,
+) -> None:
+    """Lint for row-level security mistakes; exit 1 on any unwaived error.
+
+    Each finding names its rule (RLS001…), the object, why it matters and the fix.
+    Waive a rule for one object in the model: model.waive("RLS007", "public.t", reason=…).
+    """
+    from .checks import check_database, check_model, has_errors
+    from .checks.report import as_json, as_sarif, as_table
+
+    config = load_config(model=model)
+    loaded = load_model(config.model, config.root)
+    if database is None:
+        findings = check_model(loaded, pg_version)
+        where = f"the model (PostgreSQL {pg_version})"
+    else:
+        with psycopg.connect(database) as conn:
+            findings = check_database(conn, loaded)
+            where = f"database {conn.info.dbname}"
+    if fmt is CheckFormat.json:
+        typer.echo(json.dumps(as_json(findings), indent=2))
+    elif fmt is CheckFormat.sarif:
+        typer.echo(json.dumps(as_sarif(findings), indent=2))
+    elif findings:
+        out.print(as_table(findings, f"rlskit check: {where}"))
+    counts = {s: sum(1 for f in findings if f.severity == s and not f.waived)
+              for s in ("error", "warning")}
+    waived = sum(1 for f in findings if f.waived)
+    err.print(f"{where}: {counts['error']} error(s), {counts['warning']} warning(s), "
+              f"{waived} waived", highlight=False)
+    if has_errors(findings):
+        raise typer.Exit(1)
+
+
 @app.command()
 @handled
 def init(

@@ -27,7 +27,7 @@ from .sqltext import (
     policy_expression,
 )
 
-__all__ = ["Assignment", "Claim", "Model", "Policy", "Role", "Table", "View"]
+__all__ = ["Assignment", "Claim", "Model", "Policy", "Role", "Table", "View", "Waiver"]
 
 COMMANDS = ("SELECT", "INSERT", "UPDATE", "DELETE", "ALL")
 ROW_COMMANDS = ("SELECT", "INSERT", "UPDATE", "DELETE")
@@ -35,6 +35,7 @@ TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFEREN
 VIEW_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
 RESERVED_ROLE_NAMES = {"public", "none", "current_user", "session_user", "current_role"}
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+_RULE_ID = re.compile(r"^RLS[0-9]{3}$")
 _MAX_NAME = 63
 
 
@@ -78,6 +79,16 @@ class Assignment:
         return " and ".join(f"{name} == {value!r}" for name, value in self.attributes)
 
 
+@dataclass(frozen=True)
+class Waiver:
+    """A check rule switched off for one object (and what lies under it), with the reason
+    every report shows."""
+
+    rule: str
+    on: str
+    reason: str
+
+
 @dataclass
 class Policy:
     """A permissive or restrictive rule for one command on one table."""
@@ -106,6 +117,7 @@ class Table:
     columns: frozenset[str] | None
     policies: list[Policy] = field(default_factory=list)
     grants: dict[Role | str, tuple[Privilege, ...]] = field(default_factory=dict)
+    definition: Any = None  # the SQLAlchemy Table, when the table was given as one
 
     @property
     def qualified(self) -> str:
@@ -198,10 +210,12 @@ class View:
         return deparse(self.query)
 
 
-def _table_identity(table: Any, schema: str | None) -> tuple[str, str | None, frozenset | None]:
-    """(name, schema, columns) of a table given by name or as SQLAlchemy Table / class."""
+def _table_identity(table: Any, schema: str | None
+                    ) -> tuple[str, str | None, frozenset | None, Any]:
+    """(name, schema, columns, SQLAlchemy Table) of a table given by name or as SQLAlchemy
+    Table / class."""
     if isinstance(table, str):
-        return table, schema, None
+        return table, schema, None, None
     sa_table = getattr(table, "__table__", table)
     name = getattr(sa_table, "name", None)
     cols = getattr(sa_table, "columns", None)
@@ -209,7 +223,8 @@ def _table_identity(table: Any, schema: str | None) -> tuple[str, str | None, fr
         raise ModelError(
             f"a table must be a name, an SQLAlchemy Table or a mapped class, got {table!r}"
         )
-    return name, schema or getattr(sa_table, "schema", None), frozenset(c.name for c in cols)
+    return (name, schema or getattr(sa_table, "schema", None), frozenset(c.name for c in cols),
+            sa_table)
 
 
 class Model:
@@ -242,6 +257,7 @@ class Model:
         self.groups_claim: tuple[str, ...] = ("groups",)
         self.anonymous: Role | str | None = None
         self.assignments: list[Assignment] = []
+        self.waivers: list[Waiver] = []
 
     # -- declarations -----------------------------------------------------------------
 
@@ -367,6 +383,21 @@ class Model:
         self.views[(schema, name)] = view
         return view
 
+    def waive(self, rule: str, on: str, *, reason: str) -> Waiver:
+        """Switch check `rule` (e.g. ``"RLS007"``) off for `on`: a relation
+        (``"schema.table"``, which covers its policies too), a policy
+        (``"schema.table.policy"``), a role, a function or a database, as the reports name
+        them. The reason is required and is printed beside the waived finding."""
+        if not isinstance(rule, str) or not _RULE_ID.match(rule):
+            raise ModelError(f"waive: rule must be an id like 'RLS007', got {rule!r}")
+        if not isinstance(on, str) or not on.strip():
+            raise ModelError(f"waive({rule}): 'on' must name an object, got {on!r}")
+        if not isinstance(reason, str) or not reason.strip():
+            raise ModelError(f"waive({rule}, {on!r}): a reason is required")
+        waiver = Waiver(rule, on, reason.strip())
+        self.waivers.append(waiver)
+        return waiver
+
     # -- helpers used by declarations -----------------------------------------------------
 
     def _new_role_name(self, name: str) -> None:
@@ -378,7 +409,7 @@ class Model:
 
     def _add_table(self, table: Any, schema: str | None, tenant_column: str | None,
                    rls: bool, grants: Mapping[Role | str, str]) -> Table:
-        name, sa_schema, columns = _table_identity(table, schema)
+        name, sa_schema, columns, definition = _table_identity(table, schema)
         _check_name("table", name)
         schema = sa_schema or self.schema
         if (schema, name) in self.tables or (schema, name) in self.views:
@@ -386,7 +417,7 @@ class Model:
         if columns is not None and tenant_column is not None and tenant_column not in columns:
             raise ModelError(f"tenant column {tenant_column!r} is not a column of the table",
                              table=name)
-        tbl = Table(self, name, schema, tenant_column, rls, columns)
+        tbl = Table(self, name, schema, tenant_column, rls, columns, definition=definition)
         tbl.grants = self._parse_grants(name, grants, TABLE_PRIVILEGES)
         for privs in tbl.grants.values():
             for priv in privs:

@@ -117,3 +117,59 @@ def test_demo_on_a_server_is_isolated(rlskit_cluster):
 def test_demo_on_a_missing_server_is_exit_2():
     assert_one_line_error(rlskit("demo", "--admin-url", "host=/nonexistent dbname=x"),
                           "connection")
+
+
+LEAKY_MODEL = """
+from rlskit import Model
+model = Model()
+member = model.role("member")
+model.table("notes", rls=True, grants={member: "SELECT, TRUNCATE"})
+model.waive("RLS013", "public.notes", reason="read through the notes_api view only")
+"""
+
+
+def test_check_the_example_model_is_clean():
+    result = rlskit("check", "--model", "rlskit.examples.saas:model")
+    assert result.returncode == 0, result.stderr
+    assert "0 error(s), 0 warning(s), 0 waived" in result.stderr
+
+
+def test_check_json_and_sarif_exit_1_on_errors(tmp_path):
+    root = project(tmp_path, LEAKY_MODEL)
+    result = rlskit("check", "--format", "json", cwd=root)
+    assert result.returncode == 1, result.stderr
+    found = {(f["rule"], f["object"], f["waived"]) for f in json.loads(result.stdout)}
+    assert found == {("RLS013", "public.notes", "read through the notes_api view only"),
+                     ("RLS014", "public.notes", None)}
+    sarif = json.loads(rlskit("check", "--format", "sarif", cwd=root).stdout)
+    assert sarif["version"] == "2.1.0"
+    results = sarif["runs"][0]["results"]
+    assert [(r["ruleId"], r["level"], "suppressions" in r) for r in results] == [
+        ("RLS013", "warning", True), ("RLS014", "error", False)]
+    rules = sarif["runs"][0]["tool"]["driver"]["rules"]
+    assert rules[results[1]["ruleIndex"]]["id"] == "RLS014"
+
+
+def test_check_a_live_database(tmp_path, rlskit_db):
+    from conftest import make_example
+
+    example = make_example(rlskit_db)
+    root = project(tmp_path, "from rlskit.examples.saas import build_model\n"
+                             f"model = build_model(role_prefix={rlskit_db.role_prefix!r})\n")
+    clean = rlskit("check", "--database", rlskit_db.url, cwd=root)
+    assert clean.returncode == 0, clean.stderr
+    assert f"database {rlskit_db.name}: 0 error(s)" in clean.stderr
+    with rlskit_db.connect() as conn:
+        conn.execute(f"ALTER TABLE flow NO FORCE ROW LEVEL SECURITY; "
+                     f"GRANT TRUNCATE ON flow TO {example.role('member')}")
+        conn.commit()
+    result = rlskit("check", "--database", rlskit_db.url, "--format", "json", cwd=root)
+    assert result.returncode == 1, result.stderr
+    assert {(f["rule"], f["object"]) for f in json.loads(result.stdout)} == {
+        ("RLS004", "public.flow"), ("RLS014", "public.flow")}
+
+
+def test_check_a_missing_database_is_exit_2():
+    result = rlskit("check", "--model", "rlskit.examples.saas:model", "--database",
+                    "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
+    assert_one_line_error(result, "connection")

@@ -1,0 +1,155 @@
+"""Read `Facts` from a live database: every user schema, not only what the model manages."""
+
+from __future__ import annotations
+
+import psycopg
+
+from .. import objects as o
+from ..model import Model
+from .facts import PUBLIC, Facts, FunctionFacts, Grant, Relation, RoleFacts, Scope, SessionDefault
+
+__all__ = ["read_facts"]
+
+_USER_SCHEMAS = """n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp\\_%%'"""
+
+_RELATIONS = f"""
+SELECT n.nspname, c.relname, c.relkind, pg_catalog.pg_get_userbyid(c.relowner),
+       c.relrowsecurity, c.relforcerowsecurity,
+       ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+       ARRAY(SELECT a.attname::text FROM pg_catalog.pg_index i
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid
+                                           AND a.attnum = i.indkey[0]
+             WHERE i.indrelid = c.oid),
+       (SELECT pn.nspname || '.' || p.relname FROM pg_catalog.pg_inherits h
+        JOIN pg_catalog.pg_class p ON p.oid = h.inhparent
+        JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
+        WHERE h.inhrelid = c.oid AND c.relispartition),
+       COALESCE(c.reloptions, '{{}}'),
+       ARRAY(SELECT DISTINCT rn.nspname || '.' || r.relname
+             FROM pg_catalog.pg_rewrite w
+             JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass
+                                        AND d.objid = w.oid
+                                        AND d.refclassid = 'pg_catalog.pg_class'::regclass
+             JOIN pg_catalog.pg_class r ON r.oid = d.refobjid AND r.oid <> c.oid
+             JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
+             WHERE w.ev_class = c.oid AND c.relkind = 'v')
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'v') AND {_USER_SCHEMAS}"""
+
+_GRANTS = f"""
+SELECT n.nspname || '.' || c.relname, acl.grantee, acl.privilege_type, NULL::text
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace,
+     pg_catalog.aclexplode(c.relacl) acl
+WHERE c.relkind IN ('r', 'p', 'v') AND {_USER_SCHEMAS} AND acl.grantee <> c.relowner
+UNION ALL
+SELECT n.nspname || '.' || c.relname, acl.grantee, acl.privilege_type, a.attname::text
+FROM pg_catalog.pg_attribute a
+JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace,
+     pg_catalog.aclexplode(a.attacl) acl
+WHERE c.relkind IN ('r', 'p', 'v') AND {_USER_SCHEMAS} AND a.attnum > 0
+  AND NOT a.attisdropped"""
+
+_POLICIES = f"""
+SELECT n.nspname, c.relname, p.polname, p.polpermissive, p.polcmd,
+       ARRAY(SELECT r.rolname::text FROM pg_catalog.pg_roles r
+             WHERE r.oid = ANY(p.polroles) ORDER BY 1),
+       pg_catalog.pg_get_expr(p.polqual, p.polrelid),
+       pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid)
+FROM pg_catalog.pg_policy p
+JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE {_USER_SCHEMAS}
+ORDER BY 1, 2, 3"""
+
+_ROLES = "SELECT oid, rolname, rolsuper, rolbypassrls FROM pg_catalog.pg_roles"
+
+# Who may use whose privileges (USAGE: inherited) and become whom (MEMBER), for the roles
+# that hold grants or belong to the application.
+_MEMBERSHIP = """
+SELECT m.rolname, r.rolname, pg_catalog.pg_has_role(m.oid, r.oid, 'USAGE')
+FROM pg_catalog.pg_roles m, pg_catalog.pg_roles r
+WHERE m.oid = ANY(%s) AND pg_catalog.pg_has_role(m.oid, r.oid, 'MEMBER')"""
+
+_FUNCTIONS = f"""
+SELECT n.nspname, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid),
+       p.prosecdef,
+       EXISTS (SELECT 1 FROM unnest(p.proconfig) s WHERE s LIKE 'search\\_path=%%')
+FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+WHERE {_USER_SCHEMAS}
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                  WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid
+                    AND d.deptype = 'e')"""
+
+_DEFAULTS = """
+SELECT r.rolname, d.datname, s.setting
+FROM pg_catalog.pg_db_role_setting rs
+LEFT JOIN pg_catalog.pg_roles r ON r.oid = rs.setrole
+LEFT JOIN pg_catalog.pg_database d ON d.oid = rs.setdatabase,
+     unnest(rs.setconfig) s(setting)
+WHERE s.setting LIKE %s
+  AND (rs.setrole = 0 OR r.rolname = ANY(%s))
+  AND (rs.setdatabase = 0 OR d.datname = pg_catalog.current_database())"""
+
+_EXPOSED = f"""
+SELECT n.nspname FROM pg_catalog.pg_namespace n
+WHERE {_USER_SCHEMAS}
+  AND (pg_catalog.has_schema_privilege('public', n.oid, 'USAGE')
+       OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+                  WHERE r.rolname = ANY(%s)
+                    AND pg_catalog.has_schema_privilege(r.oid, n.oid, 'USAGE')))"""
+
+_COMMANDS = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "*": "ALL"}
+
+
+def read_facts(conn: psycopg.Connection, model: Model) -> Facts:
+    """Everything the lint rules need from the database `conn` is connected to."""
+    scope = Scope.of(model)
+    relations = {}
+    for (schema, name, kind, owner, rls, force, columns, indexed, parent, options,
+         reads) in conn.execute(_RELATIONS):
+        relations[f"{schema}.{name}"] = Relation(
+            schema, name, "view" if kind == "v" else "table", owner=owner, rls=rls,
+            force=force, columns=frozenset(columns), indexed=frozenset(indexed),
+            parent=parent, security_invoker=any(
+                opt.lower() in ("security_invoker=true", "security_invoker=on",
+                                "security_invoker=1", "security_invoker=yes")
+                for opt in options),
+            reads=tuple(sorted(reads)))
+    roles = {oid: RoleFacts(name, superuser, bypass)
+             for oid, name, superuser, bypass in conn.execute(_ROLES)}
+    grants = [Grant(rel, PUBLIC if grantee == 0 else roles[grantee].name, privilege, column)
+              for rel, grantee, privilege, column in conn.execute(_GRANTS)]
+    oid_of = {r.name: oid for oid, r in roles.items()}
+    wanted = {g.grantee for g in grants} | scope.app_roles
+    privileges_of: dict[str, set[str]] = {}
+    member_of: dict[str, set[str]] = {}
+    for member, role, usage in conn.execute(
+            _MEMBERSHIP, [[oid_of[r] for r in wanted if r in oid_of]]):
+        member_of.setdefault(member, set()).add(role)
+        if usage:
+            privileges_of.setdefault(member, set()).add(role)
+    policies = [o.Policy(schema, table, name, permissive, _COMMANDS[cmd], tuple(pol_roles),
+                         using, check)
+                for schema, table, name, permissive, cmd, pol_roles, using, check
+                in conn.execute(_POLICIES)]
+    defaults = []
+    for role, database, setting in conn.execute(
+            _DEFAULTS, [scope.settings_prefix + ".%", sorted(scope.app_roles)]):
+        name, _, value = setting.partition("=")
+        defaults.append(SessionDefault(name, value, role, database))
+    exposed = {s for (s,) in conn.execute(_EXPOSED, [sorted(scope.app_roles)])}
+    return Facts(
+        scope=scope,
+        relations=relations,
+        policies=policies,
+        grants=grants,
+        roles={r.name: r for r in roles.values()},
+        privileges_of={k: frozenset(v) for k, v in privileges_of.items()},
+        member_of={k: frozenset(v) for k, v in member_of.items()},
+        functions=[FunctionFacts(*row) for row in conn.execute(_FUNCTIONS)],
+        defaults=defaults,
+        exposed_schemas=frozenset(exposed),
+    )

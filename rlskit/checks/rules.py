@@ -1,0 +1,387 @@
+"""The lint catalogue: one function per rule, each with a stable id, a severity, why the
+problem matters and how to fix it. A rule reads `Facts` and yields a `Hit` per object."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from pglast import ast, enums
+from pglast.stream import maybe_double_quote_name
+
+from .. import objects as o
+from ..model import ROW_COMMANDS
+from ..sqltext import SqlTextError, parse_expression
+from .facts import PUBLIC, Facts, Grant, Relation
+
+__all__ = ["RULES", "Hit", "Rule"]
+
+
+@dataclass(frozen=True)
+class Hit:
+    object: str
+    message: str
+    fix: str
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    severity: str  # "error" or "warning"
+    title: str
+    why: str
+    check: Callable[[Facts], Iterator[Hit]]
+
+
+RULES: dict[str, Rule] = {}
+
+
+def rule(rule_id: str, severity: str, title: str, why: str
+         ) -> Callable[[Callable[[Facts], Iterator[Hit]]], Callable[[Facts], Iterator[Hit]]]:
+    def register(check: Callable[[Facts], Iterator[Hit]]) -> Callable[[Facts], Iterator[Hit]]:
+        RULES[rule_id] = Rule(rule_id, severity, title, why, check)
+        return check
+    return register
+
+
+def _tables(facts: Facts) -> Iterator[Relation]:
+    return (r for r in facts.relations.values() if r.kind == "table")
+
+
+def _quoted(qualified: str) -> str:
+    return ".".join(maybe_double_quote_name(p) for p in qualified.split("."))
+
+
+def _policy_name(pol: o.Policy) -> str:
+    return f"{pol.schema}.{pol.table}.{pol.name}"
+
+
+def _expression(text: str | None) -> ast.Node | None:
+    if text is None:
+        return None
+    try:
+        return parse_expression(text)
+    except SqlTextError:
+        return None
+
+
+def _commands(pol: o.Policy) -> tuple[str, ...]:
+    return ROW_COMMANDS if pol.command == "ALL" else (pol.command,)
+
+
+def _applies(pol: o.Policy, role: str, facts: Facts) -> bool:
+    """Does `pol` apply to `role` (directly, through PUBLIC or an inherited role)?"""
+    return not pol.roles or bool(set(pol.roles) & facts.uses(role))
+
+
+@rule("RLS001", "error", "table with a tenant column has row-level security disabled",
+      "Every role with a grant on it reads and writes every tenant's rows; one forgotten "
+      "WHERE tenant_id = … in the application leaks another customer's data.")
+def tenant_table_without_rls(facts: Facts) -> Iterator[Hit]:
+    for rel in _tables(facts):
+        if not rel.rls and facts.is_tenant_table(rel) and rel.parent is None:
+            yield Hit(rel.qualified, "tenant rows are not isolated by the database",
+                      f"declare it with model.tenant_table(...), or ALTER TABLE "
+                      f"{_quoted(rel.qualified)} ENABLE ROW LEVEL SECURITY with a tenant "
+                      "policy")
+
+
+@rule("RLS002", "warning", "table in an exposed schema has row-level security disabled",
+      "Application roles can reach it; without RLS, what they see depends on every query "
+      "remembering its filter.")
+def exposed_table_without_rls(facts: Facts) -> Iterator[Hit]:
+    reachable = {g.relation for g in facts.grants
+                 if g.grantee == PUBLIC or g.grantee in facts.scope.app_roles}
+    for rel in _tables(facts):
+        if (not rel.rls and not facts.is_tenant_table(rel) and rel.parent is None
+                and rel.schema in facts.exposed_schemas and rel.qualified in reachable):
+            yield Hit(rel.qualified, "application roles hold privileges on it and no row "
+                      "policy applies",
+                      f"ALTER TABLE {_quoted(rel.qualified)} ENABLE ROW LEVEL SECURITY (and "
+                      "add policies), or waive this rule with the reason it is shared data")
+
+
+@rule("RLS003", "error", "policies exist but row-level security is disabled",
+      "Policies do nothing until RLS is enabled: the table looks protected in review and "
+      "is not.")
+def policies_without_rls(facts: Facts) -> Iterator[Hit]:
+    with_policies = {f"{p.schema}.{p.table}" for p in facts.policies}
+    for rel in _tables(facts):
+        if rel.qualified in with_policies and not rel.rls:
+            yield Hit(rel.qualified, "its policies are not enforced",
+                      f"ALTER TABLE {_quoted(rel.qualified)} ENABLE ROW LEVEL SECURITY")
+
+
+@rule("RLS004", "error", "row-level security enabled but not forced",
+      "The table owner bypasses RLS unless it is forced; migrations, jobs or a view owned "
+      "by that role see every tenant's rows.")
+def rls_not_forced(facts: Facts) -> Iterator[Hit]:
+    for rel in _tables(facts):
+        if rel.rls and not rel.force:
+            yield Hit(rel.qualified, "the owner is not bound by the policies",
+                      f"ALTER TABLE {_quoted(rel.qualified)} FORCE ROW LEVEL SECURITY")
+
+
+@rule("RLS005", "error", "view over an RLS table runs with its owner's rights",
+      "Without security_invoker a view reads its tables as the view's owner, so the "
+      "caller's role and policies are not applied; an owner that bypasses RLS (superuser, "
+      "BYPASSRLS, an unforced table owner) returns every tenant's rows.")
+def view_without_invoker(facts: Facts) -> Iterator[Hit]:
+    for rel in facts.relations.values():
+        if rel.kind != "view" or rel.security_invoker:
+            continue
+        protected = [r for r in rel.reads if r in facts.relations
+                     and facts.relations[r].kind == "table" and facts.relations[r].rls]
+        if not protected:
+            continue
+        owner = facts.roles.get(rel.owner or "")
+        bypass = owner is not None and (owner.superuser or owner.bypassrls)
+        how = f"; its owner {rel.owner} bypasses RLS" if bypass else ""
+        yield Hit(rel.qualified, f"reads {', '.join(protected)} without "
+                  f"security_invoker{how}",
+                  f"ALTER VIEW {_quoted(rel.qualified)} SET (security_invoker = true) "
+                  "(PostgreSQL 15+)")
+
+
+def _unwrapped_calls(node: ast.Node, helpers: str) -> list[str]:
+    """current_setting() and helper calls not inside a subquery, i.e. run per row."""
+    found: list[str] = []
+
+    def visit(sub: ast.Node, in_subquery: bool) -> None:
+        if isinstance(sub, ast.FuncCall) and not in_subquery:
+            name = tuple(p.sval for p in sub.funcname)
+            if name[-1] == "current_setting" or (len(name) == 2 and name[0] == helpers):
+                found.append(".".join(name) + "()")
+        for attr in sub.__slots__:
+            value = getattr(sub, attr)
+            children = value if isinstance(value, tuple) else (value,)
+            for child in children:
+                if isinstance(child, ast.Node):
+                    visit(child, in_subquery or isinstance(sub, ast.SubLink))
+
+    visit(node, False)
+    return found
+
+
+@rule("RLS006", "warning", "context read per row (not wrapped for an InitPlan)",
+      "A bare current_setting() or helper call in a policy is evaluated for every row "
+      "scanned and hides the tenant value from the planner: no index use, 10-1000x "
+      "slower scans.")
+def per_row_context(facts: Facts) -> Iterator[Hit]:
+    for pol in facts.policies:
+        calls = []
+        for text in (pol.using, pol.with_check):
+            node = _expression(text)
+            if node is not None:
+                calls += _unwrapped_calls(node, facts.scope.helpers_schema)
+        if calls:
+            call = calls[0]
+            yield Hit(_policy_name(pol), f"calls {call} per row",
+                      f"write (SELECT {call}) instead, as rlskit's generated policies do")
+
+
+def _equality_columns(node: ast.Node, columns: frozenset[str]) -> list[str]:
+    """Columns of the table compared with ``=`` in the top-level AND chain."""
+    if isinstance(node, ast.BoolExpr) and node.boolop == enums.BoolExprType.AND_EXPR:
+        return [c for arg in node.args for c in _equality_columns(arg, columns)]
+    if not (isinstance(node, ast.A_Expr) and node.name and node.name[-1].sval == "="):
+        return []
+    out = []
+    for side in (node.lexpr, node.rexpr):
+        if isinstance(side, ast.ColumnRef) and isinstance(side.fields[-1], ast.String):
+            name = side.fields[-1].sval
+            if name in columns:
+                out.append(name)
+    return out
+
+
+@rule("RLS007", "warning", "policy column without an index",
+      "Every query on the table filters on the policy's columns; without an index whose "
+      "first column is that column, each one scans the whole table.")
+def unindexed_policy_column(facts: Facts) -> Iterator[Hit]:
+    seen = set()
+    for pol in facts.policies:
+        rel = facts.relations.get(f"{pol.schema}.{pol.table}")
+        if rel is None or rel.indexed is None or not rel.columns:
+            continue
+        node = _expression(pol.using or pol.with_check)
+        for column in _equality_columns(node, rel.columns) if node is not None else ():
+            if column not in rel.indexed and (rel.qualified, column) not in seen:
+                seen.add((rel.qualified, column))
+                yield Hit(rel.qualified, f"policy {pol.name} filters on {column}, which no "
+                          "index leads with",
+                          f"CREATE INDEX ON {_quoted(rel.qualified)} ({column})")
+
+
+@rule("RLS008", "warning", "several permissive policies for the same role and command",
+      "Permissive policies are OR-ed: each one widens access, so the effective rule is "
+      "spread over several places and every one is evaluated per row.")
+def overlapping_permissive(facts: Facts) -> Iterator[Hit]:
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for pol in facts.policies:
+        if pol.permissive:
+            for role in pol.roles or (PUBLIC,):
+                for cmd in _commands(pol):
+                    groups.setdefault((f"{pol.schema}.{pol.table}", role, cmd),
+                                      []).append(pol.name)
+    for (table, role, cmd), names in groups.items():
+        if len(names) > 1:
+            yield Hit(table, f"{role} {cmd}: {', '.join(names)}",
+                      "merge them into one policy (OR the conditions) so the rule for "
+                      f"{role} {cmd} reads in one place")
+
+
+def _is_true(text: str | None) -> bool:
+    return text is not None and text.strip("() ").lower() == "true"
+
+
+@rule("RLS009", "error", "permissive USING (true) on a tenant table without tenant isolation",
+      "A permissive policy that is always true lets its roles see every tenant's rows "
+      "unless a RESTRICTIVE policy on the tenant column narrows it.")
+def open_permissive_on_tenant_table(facts: Facts) -> Iterator[Hit]:
+    for pol in facts.policies:
+        rel = facts.relations.get(f"{pol.schema}.{pol.table}")
+        if rel is None or not pol.permissive or not facts.is_tenant_table(rel):
+            continue
+        if not (_is_true(pol.using) or (pol.using is None and _is_true(pol.with_check))):
+            continue
+        tenant_cols = (rel.columns or frozenset()) & facts.scope.tenant_columns
+        isolated = any(
+            not other.permissive and other.schema == pol.schema and other.table == pol.table
+            and set(_commands(pol)) <= set(_commands(other))
+            and (not other.roles or set(pol.roles) <= set(other.roles))
+            and (not tenant_cols or any(c in (other.using or "") for c in tenant_cols))
+            for other in facts.policies)
+        if not isolated:
+            yield Hit(_policy_name(pol), f"{pol.command} for "
+                      f"{', '.join(pol.roles) or PUBLIC} is always true and nothing "
+                      "restricts it to the caller's tenant",
+                      "add a RESTRICTIVE policy on the tenant column (model.tenant_table "
+                      "does), or give this policy a real condition")
+
+
+@rule("RLS010", "error", "privileges granted to PUBLIC on a protected table",
+      "PUBLIC is every role in the cluster, including ones created later for other "
+      "purposes; access to tenant data should be granted to named roles only.")
+def public_grants(facts: Facts) -> Iterator[Hit]:
+    return _revocable(facts, lambda g: g.grantee == PUBLIC)
+
+
+@rule("RLS011", "error", "application role can bypass row-level security",
+      "A superuser or BYPASSRLS role ignores every policy, and the owner of a table "
+      "escapes it unless RLS is forced — and can disable it.")
+def app_role_bypasses(facts: Facts) -> Iterator[Hit]:
+    owners: dict[str, list[str]] = {}
+    for rel in _tables(facts):
+        if rel.owner is not None and facts.is_protected(rel):
+            owners.setdefault(rel.owner, []).append(rel.qualified)
+    for name in sorted(facts.scope.app_roles):
+        role = facts.roles.get(name)
+        if role is None:
+            continue
+        if role.superuser or role.bypassrls:
+            what = "SUPERUSER" if role.superuser else "BYPASSRLS"
+            yield Hit(name, f"is {what}",
+                      f"ALTER ROLE {_quoted(name)} NO{what}")
+            continue
+        owned = [t for owner, tables in owners.items() if owner in facts.can_become(name)
+                 for t in tables]
+        if owned:
+            yield Hit(name, f"owns (or can become the owner of) {', '.join(sorted(owned))}",
+                      "let a separate migration role own the tables and revoke its "
+                      "membership from the application role")
+
+
+@rule("RLS012", "error", "SECURITY DEFINER function without a fixed search_path",
+      "A caller can create objects in a schema early on its search_path and make the "
+      "function, which runs with its owner's rights, call them instead.")
+def definer_search_path(facts: Facts) -> Iterator[Hit]:
+    for fn in facts.functions:
+        if fn.security_definer and not fn.fixed_search_path:
+            yield Hit(fn.qualified, "runs as its owner with the caller's search_path",
+                      f"ALTER FUNCTION {fn.qualified} SET search_path = pg_catalog, "
+                      f"{fn.schema}")
+
+
+@rule("RLS013", "warning", "granted command with no policy (silent deny)",
+      "With RLS enabled and no permissive policy for a granted command, the command "
+      "affects zero rows without an error: the grant promises access the policies never "
+      "give.")
+def silent_deny(facts: Facts) -> Iterator[Hit]:
+    seen = set()
+    for g in facts.grants:
+        rel = facts.relations.get(g.relation)
+        if rel is None or rel.kind != "table" or not rel.rls or g.privilege not in ROW_COMMANDS:
+            continue
+        if g.grantee != PUBLIC and g.grantee not in facts.scope.app_roles:
+            continue
+        key = (g.relation, g.grantee, g.privilege)
+        if key in seen:
+            continue
+        seen.add(key)
+        covered = any(
+            pol.permissive and f"{pol.schema}.{pol.table}" == g.relation
+            and g.privilege in _commands(pol)
+            and (not pol.roles or g.grantee != PUBLIC and _applies(pol, g.grantee, facts))
+            for pol in facts.policies)
+        if not covered:
+            yield Hit(g.relation, f"{g.grantee} holds {g.privilege} but no permissive policy "
+                      f"admits it",
+                      f"add a {g.privilege} policy for {g.grantee}, or revoke the grant")
+
+
+def _revocable(facts: Facts, keep: Callable[[Grant], bool]) -> Iterator[Hit]:
+    """One hit per protected relation and grantee holding grants that `keep` selects."""
+    found: dict[tuple[str, str], set[str]] = {}
+    for g in facts.grants:
+        rel = facts.relations.get(g.relation)
+        if rel is not None and facts.is_protected(rel) and keep(g):
+            found.setdefault((g.relation, g.grantee), set()).add(g.privilege)
+    for (relation, grantee), privs in sorted(found.items()):
+        listed = ", ".join(sorted(privs))
+        yield Hit(relation, f"{grantee} holds {listed}",
+                  f"REVOKE {listed} ON {_quoted(relation)} FROM {grantee}")
+
+
+def _sidestep_grants(facts: Facts, privileges: tuple[str, ...]) -> Iterator[Hit]:
+    return _revocable(facts, lambda g: g.privilege in privileges and (
+        g.grantee == PUBLIC or g.grantee in facts.scope.app_roles))
+
+
+@rule("RLS014", "error", "TRUNCATE granted to an application role",
+      "TRUNCATE ignores row-level security: one tenant's role can empty the table for "
+      "every tenant.")
+def truncate_grants(facts: Facts) -> Iterator[Hit]:
+    return _sidestep_grants(facts, ("TRUNCATE",))
+
+
+@rule("RLS015", "warning", "REFERENCES or TRIGGER granted to an application role",
+      "REFERENCES lets a role probe other tenants' keys through foreign-key checks; "
+      "TRIGGER lets it run code on every tenant's writes.")
+def sidestep_grants(facts: Facts) -> Iterator[Hit]:
+    return _sidestep_grants(facts, ("REFERENCES", "TRIGGER"))
+
+
+@rule("RLS016", "error", "partition without row-level security under an RLS parent",
+      "Policies of a partitioned table apply only to queries through the parent; a "
+      "partition queried directly shows every tenant's rows.")
+def partition_without_rls(facts: Facts) -> Iterator[Hit]:
+    for rel in _tables(facts):
+        parent = facts.relations.get(rel.parent or "")
+        if parent is not None and parent.rls and not rel.rls:
+            yield Hit(rel.qualified, f"partition of {parent.qualified}, which has RLS",
+                      f"ALTER TABLE {_quoted(rel.qualified)} ENABLE ROW LEVEL SECURITY, "
+                      "FORCE ROW LEVEL SECURITY, with the parent's policies")
+
+
+@rule("RLS017", "error", "session-level default for a context setting",
+      "ALTER ROLE/DATABASE … SET gives every session a tenant before any request sets "
+      "one: a pooled connection without a request context is no longer fail-closed.")
+def session_defaults(facts: Facts) -> Iterator[Hit]:
+    for d in facts.defaults:
+        target = (f"ALTER ROLE {_quoted(d.role)}" if d.role else
+                  f"ALTER DATABASE {_quoted(d.database or '')}")
+        if d.role and d.database:
+            target += f" IN DATABASE {_quoted(d.database)}"
+        yield Hit(d.target, f"sets {d.setting} = {d.value!r} for every session",
+                  f"{target} RESET {d.setting}")

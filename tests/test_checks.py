@@ -1,0 +1,209 @@
+"""`rlskit check`: every lint rule against a real database — the bad state gives the
+finding (rule, object, fix), the repaired state gives none."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from conftest import Example
+from psycopg import sql
+
+from rlskit import Claim
+from rlskit.checks import RULES, Finding, check_database, check_model, has_errors
+from rlskit.errors import ModelError
+from rlskit.examples.saas import build_model
+from rlskit.model import Model
+
+
+@dataclass(frozen=True)
+class Case:
+    rule: str
+    bad: str  # SQL; {member} etc. are role names, {db} the database
+    good: str
+    object: str
+    fix: str
+
+    def __str__(self) -> str:
+        return self.rule
+
+
+INVOICE = """CREATE TABLE invoice (id int PRIMARY KEY, tenant_id uuid NOT NULL);
+ALTER TABLE invoice ENABLE ROW LEVEL SECURITY;
+ALTER TABLE invoice FORCE ROW LEVEL SECURITY;
+"""
+ISOLATED = ("CREATE POLICY tenant_isolation ON invoice AS RESTRICTIVE "
+            "USING (tenant_id = (SELECT rlskit.tenant_id()));")
+EVENTS = """CREATE TABLE event (tenant_id uuid NOT NULL, at date NOT NULL) PARTITION BY RANGE (at);
+CREATE TABLE event_2026 PARTITION OF event FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+ALTER TABLE event ENABLE ROW LEVEL SECURITY;
+ALTER TABLE event FORCE ROW LEVEL SECURITY;
+"""
+
+CASES = [
+    Case("RLS001",
+         "CREATE TABLE invoice (id int PRIMARY KEY, tenant_id uuid);"
+         "GRANT SELECT ON invoice TO {member};",
+         INVOICE + ISOLATED + "GRANT SELECT ON invoice TO {member};",
+         "public.invoice", "ENABLE ROW LEVEL SECURITY"),
+    Case("RLS002",
+         "CREATE TABLE plan (id int PRIMARY KEY, name text); GRANT SELECT ON plan TO {member};",
+         "CREATE SCHEMA internal; CREATE TABLE internal.plan (id int PRIMARY KEY, name text);"
+         "GRANT SELECT ON internal.plan TO {member};",
+         "public.plan", "ALTER TABLE public.plan ENABLE ROW LEVEL SECURITY"),
+    Case("RLS003", "ALTER TABLE flow DISABLE ROW LEVEL SECURITY;",
+         "ALTER TABLE flow ENABLE ROW LEVEL SECURITY;",
+         "public.flow", "ALTER TABLE public.flow ENABLE ROW LEVEL SECURITY"),
+    Case("RLS004", "ALTER TABLE flow NO FORCE ROW LEVEL SECURITY;",
+         "ALTER TABLE flow FORCE ROW LEVEL SECURITY;",
+         "public.flow", "ALTER TABLE public.flow FORCE ROW LEVEL SECURITY"),
+    Case("RLS005",
+         "CREATE VIEW flow_names AS SELECT id, name FROM flow;"
+         "GRANT SELECT ON flow_names TO {member};",
+         "CREATE VIEW flow_names WITH (security_invoker = true) AS SELECT id, name FROM flow;"
+         "GRANT SELECT ON flow_names TO {member};",
+         "public.flow_names", "ALTER VIEW public.flow_names SET (security_invoker = true)"),
+    Case("RLS006",
+         "CREATE POLICY slow ON flow AS RESTRICTIVE FOR SELECT "
+         "USING (tenant_id = current_setting('app.tenant_id')::uuid);",
+         "CREATE POLICY slow ON flow AS RESTRICTIVE FOR SELECT "
+         "USING (tenant_id = (SELECT current_setting('app.tenant_id')::uuid));",
+         "public.flow.slow", "(SELECT current_setting()"),
+    Case("RLS007", INVOICE + ISOLATED,
+         INVOICE + ISOLATED + "CREATE INDEX ON invoice (tenant_id);",
+         "public.invoice", "CREATE INDEX ON public.invoice (tenant_id)"),
+    Case("RLS008",
+         "CREATE POLICY drafts ON flow FOR SELECT TO {read_only} USING (status = 'draft');",
+         "CREATE POLICY drafts ON flow AS RESTRICTIVE FOR SELECT TO {read_only} "
+         "USING (status = 'draft');",
+         "public.flow", "merge them into one policy"),
+    Case("RLS009",
+         INVOICE + "CREATE INDEX ON invoice (tenant_id);"
+         "CREATE POLICY everyone ON invoice FOR SELECT TO {member} USING (true);",
+         INVOICE + ISOLATED + "CREATE INDEX ON invoice (tenant_id);"
+         "CREATE POLICY everyone ON invoice FOR SELECT TO {member} USING (true);",
+         "public.invoice.everyone", "RESTRICTIVE policy on the tenant column"),
+    Case("RLS010", "GRANT SELECT ON flow TO PUBLIC;",
+         "CREATE TABLE country (code text PRIMARY KEY); GRANT SELECT ON country TO PUBLIC;",
+         "public.flow", "REVOKE SELECT ON public.flow FROM PUBLIC"),
+    Case("RLS011", "GRANT {owner} TO {app_authenticator};",
+         "CREATE ROLE {prefix}maint; GRANT {prefix}maint TO {app_authenticator};",
+         "{app_authenticator}", "separate migration role own the tables"),
+    Case("RLS012",
+         "CREATE FUNCTION public.f() RETURNS int LANGUAGE sql SECURITY DEFINER "
+         "AS 'SELECT 1';",
+         "CREATE FUNCTION public.f() RETURNS int LANGUAGE sql SECURITY DEFINER "
+         "SET search_path = pg_catalog AS 'SELECT 1';",
+         "public.f()", "ALTER FUNCTION public.f() SET search_path"),
+    Case("RLS013", "GRANT DELETE ON flow TO {runner};",
+         "GRANT DELETE ON flow TO {runner};"
+         "CREATE POLICY runner_delete ON flow FOR DELETE TO {runner} USING (status = 'done');",
+         "public.flow", "add a DELETE policy for {runner}"),
+    Case("RLS014", "GRANT TRUNCATE ON flow TO {member};",
+         "CREATE ROLE {prefix}maint; GRANT TRUNCATE ON flow TO {prefix}maint;",
+         "public.flow", "REVOKE TRUNCATE ON public.flow FROM {member}"),
+    Case("RLS015", "GRANT REFERENCES ON flow TO {member};",
+         "CREATE ROLE {prefix}maint; GRANT REFERENCES ON flow TO {prefix}maint;",
+         "public.flow", "REVOKE REFERENCES ON public.flow FROM {member}"),
+    Case("RLS016", EVENTS,
+         EVENTS + "ALTER TABLE event_2026 ENABLE ROW LEVEL SECURITY;"
+         "ALTER TABLE event_2026 FORCE ROW LEVEL SECURITY;",
+         "public.event_2026", "ALTER TABLE public.event_2026 ENABLE ROW LEVEL SECURITY"),
+    Case("RLS017",
+         "ALTER ROLE {app_authenticator} SET app.tenant_id = "
+         "'00000000-0000-0000-0000-000000000001';",
+         "ALTER ROLE {app_authenticator} SET statement_timeout = '5s';",
+         "role {app_authenticator}", "ALTER ROLE {app_authenticator} RESET app.tenant_id"),
+]
+
+
+def names(example: Example) -> dict[str, str]:
+    roles = {r: example.role(r) for r in example.model.roles}
+    return roles | {"owner": example.owner, "prefix": example.db.role_prefix,
+                    "db": example.db.name}
+
+
+def findings_after(example: Example, statements: str, rule: str) -> list[Finding]:
+    """The findings of `rule` once `statements` ran, inside a transaction rolled back after."""
+    with example.db.connect() as conn:
+        conn.execute(statements.format(**names(example)))
+        found = [f for f in check_database(conn, example.model) if f.rule == rule]
+        conn.rollback()
+    return found
+
+
+def test_every_rule_has_a_case():
+    assert sorted(c.rule for c in CASES) == sorted(RULES)
+
+
+def test_the_example_database_is_clean(example):
+    with example.db.connect() as conn:
+        assert check_database(conn, example.model) == []
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_rule_finds_the_bad_state(example, case):
+    found = findings_after(example, case.bad, case.rule)
+    values = names(example)
+    assert [f.object for f in found] == [case.object.format(**values)], found
+    finding = found[0]
+    assert case.fix.format(**values) in finding.fix
+    assert finding.severity == RULES[case.rule].severity
+    assert finding.why and finding.message
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_rule_is_silent_on_the_good_state(example, case):
+    assert findings_after(example, case.good, case.rule) == []
+
+
+def test_bypassrls_and_database_defaults(example):
+    auth = example.role("app_authenticator")
+    found = findings_after(
+        example, f"ALTER ROLE {auth} BYPASSRLS;"
+        f"ALTER DATABASE {example.db.name} SET app.user_id = 'x';", "RLS011")
+    assert [(f.object, f.message, f.fix) for f in found] == [
+        (auth, "is BYPASSRLS", f"ALTER ROLE {auth} NOBYPASSRLS")]
+    with example.db.connect() as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {} SET app.user_id = 'x'").format(
+            sql.Identifier(example.db.name)))
+        found = [f for f in check_database(conn, example.model) if f.rule == "RLS017"]
+        conn.rollback()
+    assert [f.object for f in found] == [f"database {example.db.name}"]
+
+
+def test_a_waiver_keeps_the_finding_with_its_reason(example):
+    example.model.waive("RLS014", "public.flow", reason="nightly purge job")
+    found = findings_after(example, "GRANT TRUNCATE ON flow TO {member};", "RLS014")
+    assert [f.waived for f in found] == ["nightly purge job"]
+    assert not has_errors(found)
+
+
+def test_waivers_are_validated():
+    model = Model()
+    with pytest.raises(ModelError, match="a reason is required"):
+        model.waive("RLS001", "public.t", reason=" ")
+    with pytest.raises(ModelError, match="an id like 'RLS007'"):
+        model.waive("no-rls", "public.t", reason="why")
+    model.waive("RLS999", "public.t", reason="why")
+    with pytest.raises(ModelError, match="unknown check rule 'RLS999'"):
+        check_model(model)
+
+
+def test_model_only_findings():
+    model = Model()
+    model.context(tenant_id=Claim("tenant_id", type="uuid"))
+    member = model.role("member")
+    notes = model.table("notes", rls=True, grants={member: "SELECT, DELETE, TRUNCATE"})
+    notes.policy("mine", command="SELECT", to=member,
+                 using="owner = current_setting('app.user')")
+    found = {(f.rule, f.object) for f in check_model(model)}
+    assert found == {("RLS006", "public.notes.mine"), ("RLS013", "public.notes"),
+                     ("RLS014", "public.notes")}
+    assert has_errors(check_model(model))
+
+
+def test_model_only_view_on_14():
+    assert check_model(build_model()) == []
+    found = check_model(build_model(), pg_version=14)
+    assert [(f.rule, f.object) for f in found] == [("RLS005", "public.member_directory")]
