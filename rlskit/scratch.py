@@ -1,13 +1,33 @@
-"""Throwaway databases (tests, the demo): dropped together with the roles of their prefix."""
+"""Throwaway databases (tests, the demo, verify): tables created from SQLAlchemy
+definitions by a plain owner role, dropped together with the roles of their prefix."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import psycopg
 from psycopg import sql
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 from .errors import ConfigError
 
-__all__ = ["drop_database"]
+__all__ = ["create_tables", "drop_database"]
+
+
+def create_tables(conn: psycopg.Connection, owner: str, tables: Iterable[Any]) -> None:
+    """Create `owner`, a plain LOGIN role (so FORCE binds it), and as that role the
+    SQLAlchemy `tables` with their indexes, in the given (dependency) order."""
+    dialect = postgresql.dialect()
+    conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(owner)))
+    conn.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(owner)))
+    conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(owner)))
+    for table in tables:
+        conn.execute(str(CreateTable(table).compile(dialect=dialect)))
+        for index in sorted(table.indexes, key=lambda i: i.name or ""):
+            conn.execute(str(CreateIndex(index).compile(dialect=dialect)))
+    conn.execute("RESET ROLE")
 
 
 def drop_database(admin_url: str, database: str, role_prefix: str) -> None:

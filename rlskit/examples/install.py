@@ -7,15 +7,13 @@ import uuid
 from dataclasses import dataclass, field
 
 import psycopg
-from psycopg import sql
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.schema import CreateIndex, CreateTable
 
 from ..generate import generate_sql
 from ..model import Model
+from ..scratch import create_tables
 from .saas import metadata
 
-__all__ = ["ExampleData", "create_tables", "install", "seed"]
+__all__ = ["ExampleData", "install", "seed"]
 
 
 @dataclass(frozen=True)
@@ -35,19 +33,6 @@ class ExampleData:
     b: TenantData
     both: uuid.UUID
     extra_tenants: tuple[uuid.UUID, ...] = field(default=())
-
-
-def create_tables(conn: psycopg.Connection, owner: str) -> None:
-    """Create the example tables as `owner`, a plain LOGIN role (so FORCE binds it)."""
-    dialect = postgresql.dialect()
-    conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(owner)))
-    conn.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(owner)))
-    conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(owner)))
-    for table in metadata.sorted_tables:
-        conn.execute(str(CreateTable(table).compile(dialect=dialect)))
-        for index in sorted(table.indexes, key=lambda i: i.name or ""):
-            conn.execute(str(CreateIndex(index).compile(dialect=dialect)))
-    conn.execute("RESET ROLE")
 
 
 def seed(conn: psycopg.Connection, flows_per_tenant: int = 3, extra_tenants: int = 0,
@@ -94,6 +79,6 @@ def seed(conn: psycopg.Connection, flows_per_tenant: int = 3, extra_tenants: int
 def install(url: str, model: Model, owner: str, **seed_options: int) -> ExampleData:
     """Tables, the model's SQL for the server's version, and seed data, in one transaction."""
     with psycopg.connect(url) as conn:
-        create_tables(conn, owner)
+        create_tables(conn, owner, metadata.sorted_tables)
         conn.execute(generate_sql(model, pg_version=conn.info.server_version // 10000))
         return seed(conn, **seed_options)

@@ -1,0 +1,397 @@
+"""Run the access matrix: every actor × relation × command, under each tenant's context and
+with none, compared with what the model promises; then the side channels.
+
+Everything happens in the caller's transaction, each probe in a savepoint that is rolled
+back, so the caller rolls the whole run back at the end. Expected rows come from the
+model's own predicates evaluated, as the same actor, over an unfiltered copy of the table
+(so policies that query other protected tables see what that actor would see).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from itertools import count
+
+import psycopg
+from psycopg import errors, sql
+
+from ..errors import ConfigError
+from ..model import ROW_COMMANDS, Model
+from ..target import target_objects
+from .promise import Actor, Promises, actors
+from .seed import Seeded, insert_row, insert_statement, row_values, seed
+from .shapes import Shape, read_shapes
+
+__all__ = ["Cell", "Matrix", "Observation", "SideChannel", "run_matrix"]
+
+TENANTS = ("A", "B")
+CONTEXTS = (*TENANTS, "none")
+OTHER = {"A": "B", "B": "A", "none": "B"}
+
+
+@dataclass(frozen=True)
+class Observation:
+    context: str  # a tenant label, or "none"
+    expected: str
+    actual: str
+
+    @property
+    def ok(self) -> bool:
+        return self.expected == self.actual
+
+
+@dataclass(frozen=True)
+class Cell:
+    actor: str
+    relation: str
+    command: str
+    observations: tuple[Observation, ...]
+
+    @property
+    def proven(self) -> bool:
+        return all(o.ok for o in self.observations)
+
+    @property
+    def promise(self) -> str:
+        """What the model promises, in a word or two."""
+        expected = {o.context: o.expected for o in self.observations}
+        if set(expected.values()) == {"denied"}:
+            return "denied"
+        if self.command == "INSERT":
+            if expected["A"] == "own inserted, other refused":
+                return "own tenant"
+            return "refused" if "inserted" not in expected["A"] else expected["A"]
+        seen = {c: v.split()[1:] if v.startswith("rows") else [] for c, v in expected.items()}
+        if not any(seen.values()):
+            return "no rows"
+        if seen["none"] or any(label[0] != c for c in TENANTS for label in seen[c]):
+            return "beyond own tenant"
+        return "own tenant"
+
+
+@dataclass(frozen=True)
+class SideChannel:
+    relation: str
+    actor: str
+    probe: str
+    outcome: str
+    revealed: tuple[str, ...]  # values of the other tenant's row found in the error
+
+    @property
+    def ok(self) -> bool:
+        return not self.revealed
+
+
+@dataclass
+class Matrix:
+    actors: list[str]
+    relations: list[str]
+    cells: list[Cell] = field(default_factory=list)
+    side_channels: list[SideChannel] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.proven for c in self.cells) and all(s.ok for s in self.side_channels)
+
+    @property
+    def violations(self) -> list[Cell]:
+        return [c for c in self.cells if not c.proven]
+
+
+def _outcome(exc: psycopg.Error) -> str:
+    if isinstance(exc, errors.InsufficientPrivilege):
+        return "refused" if "row-level security" in str(exc) else "denied"
+    return f"error {exc.sqlstate}"
+
+
+def _joined(parts: list[tuple[str, str]]) -> str:
+    """``own inserted, other refused``; just ``denied`` when both are."""
+    if all(outcome == "denied" for _, outcome in parts):
+        return "denied"
+    return ", ".join(f"{which} {outcome}" for which, outcome in parts)
+
+
+def _rows(labels: list[str]) -> str:
+    return "rows " + " ".join(sorted(labels)) if labels else "no rows"
+
+
+class _Run:
+    def __init__(self, conn: psycopg.Connection, model: Model, owner: str) -> None:
+        self.conn = conn
+        self.model = model
+        version = conn.info.server_version // 10000
+        self.promises = Promises(model, target_objects(model, version))
+        names = [(t.schema, t.name) for t in model.tables.values()]
+        names += [(v.schema, v.name) for v in model.views.values()]
+        self.shapes = read_shapes(conn, names)
+        missing = [f"{s}.{n}" for s, n in names if f"{s}.{n}" not in self.shapes]
+        if missing:
+            raise ConfigError(f"rlskit verify: {', '.join(missing)} missing from the database")
+        self.tables = {q: s for q, s in self.shapes.items() if s.kind == "table"}
+        self.seeded: Seeded = seed(conn, model, self.tables, TENANTS)
+        self.actors = actors(model, owner)
+        self.numbers = count(5000)
+        self.tenant_columns = {t.qualified: t.tenant_column for t in model.tables.values()}
+        self.copies = {q: self._copy(i, q) for i, q in enumerate(self.tables)}
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _copy(self, i: int, relation: str) -> tuple[sql.Identifier, sql.Identifier]:
+        """Temporary, unfiltered copies of a table: its rows, and an empty twin with its
+        defaults for candidate rows."""
+        shape = self.tables[relation]
+        rows, candidates = sql.Identifier(f"rlskit_rows_{i}"), sql.Identifier(f"rlskit_new_{i}")
+        source = sql.Identifier(shape.schema, shape.name)
+        for statement in ("CREATE TEMP TABLE {rows} AS SELECT * FROM ONLY {source}",
+                          "CREATE TEMP TABLE {new} (LIKE {source} INCLUDING DEFAULTS)",
+                          "GRANT SELECT ON {rows}, {new} TO PUBLIC"):
+            self.conn.execute(sql.SQL(statement).format(rows=rows, new=candidates,
+                                                        source=source))
+        return rows, candidates
+
+    @contextmanager
+    def acting(self, actor: Actor | None, context: str) -> Iterator[None]:
+        """A savepoint, rolled back after, as `actor` with tenant `context` (or none)."""
+        with self.conn.transaction(force_rollback=True):
+            if actor is not None:
+                self.conn.execute(sql.SQL("SET LOCAL ROLE {}").format(
+                    sql.Identifier(actor.name)))
+            for name, value in self.seeded.contexts.get(context, {}).items():
+                self.conn.execute("SELECT set_config(%s, %s, true)",
+                                  [self.model.setting_name(name), value])
+            yield
+
+    def attempt(self, actor: Actor, context: str, work: Callable[[], str]) -> str:
+        try:
+            with self.acting(actor, context):
+                return work()
+        except psycopg.Error as exc:
+            return _outcome(exc)
+
+    def labels(self, relation: str, shape: Shape, keys: list[tuple]) -> list[str]:
+        return [self.seeded.label(relation, tuple(k), shape) for k in keys]
+
+    def key_sql(self, shape: Shape, columns: tuple[str, ...] | None = None) -> sql.Composable:
+        return sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c))
+                                  for c in columns or shape.key)
+
+    # -- expected -----------------------------------------------------------------------
+
+    def expected_rows(self, actor: Actor, context: str, relation: str,
+                      *predicates: str | None) -> list[str]:
+        """Rows of the unfiltered copy for which every predicate holds, as `actor` sees
+        them (None: nothing is admitted)."""
+        if any(p is None for p in predicates):
+            return []
+        shape = self.tables[relation]
+        where = sql.SQL(" AND ").join(sql.SQL("({})").format(sql.SQL(p)) for p in predicates)
+        query = sql.SQL("SELECT {} FROM pg_temp.{} AS {} WHERE {}").format(
+            self.key_sql(shape), self.copies[relation][0], sql.Identifier(shape.name),
+            where)  # the predicates are the model's validated, deparsed SQL
+        with self.acting(actor, context):
+            return self.labels(relation, shape, self.conn.execute(query).fetchall())
+
+    # -- the commands ---------------------------------------------------------------------
+
+    def select(self, actor: Actor, relation: str, context: str) -> Observation:
+        shape = self.shapes[relation]
+        allowed = self.promises.columns(actor, relation, "SELECT")
+        read = shape.key if allowed is None or set(shape.key) <= set(allowed) else allowed
+        if shape.kind == "view":
+            read = shape.key[:1]
+        query = sql.SQL("SELECT {} FROM {}").format(self.key_sql(shape, read),
+                                                    sql.Identifier(shape.schema, shape.name))
+        actual = self.attempt(actor, context, lambda: _rows(self.labels(
+            relation, shape, self.conn.execute(query).fetchall())))
+        if not self.promises.allowed(actor, relation, "SELECT", read):
+            return Observation(context, "denied", actual)
+        if shape.kind == "view":
+            model_query = sql.SQL("SELECT {} FROM ({}) AS v").format(
+                self.key_sql(shape, read), sql.SQL(self.promises.views[relation].query))
+            expected = self.attempt(actor, context, lambda: _rows(self.labels(
+                relation, shape, self.conn.execute(model_query).fetchall())))
+        else:
+            expected = _rows(self.expected_rows(
+                actor, context, relation,
+                self.promises.rows(actor, relation, "SELECT")))
+        return Observation(context, expected, actual)
+
+    def _snapshot(self, relation: str) -> dict[tuple, str]:
+        shape = self.tables[relation]
+        query = sql.SQL("SELECT {}, xmin::text FROM ONLY {}").format(
+            self.key_sql(shape), sql.Identifier(shape.schema, shape.name))
+        return {tuple(k): x for *k, x in self.conn.execute(query)}
+
+    def _write(self, actor: Actor, relation: str, context: str, statement: sql.Composable
+               ) -> str:
+        """Run `statement`; the rows it touched (new row versions or rows gone)."""
+        before = self._snapshot(relation)
+        shape = self.tables[relation]
+
+        def work() -> str:
+            self.conn.execute(statement)
+            self.conn.execute("RESET ROLE")
+            after = self._snapshot(relation)
+            touched = [k for k, x in before.items() if after.get(k) != x]
+            return _rows(self.labels(relation, shape, touched))
+
+        return self.attempt(actor, context, work)
+
+    def update(self, actor: Actor, relation: str, context: str) -> Observation:
+        shape = self.tables[relation]
+        allowed = self.promises.columns(actor, relation, "UPDATE")
+        plain = [c.name for c in shape.columns
+                 if c.name not in shape.key and c.name != self.tenant_columns[relation]]
+        column = (allowed or plain or shape.key)[0]
+        statement = sql.SQL("UPDATE {} SET {} = {}").format(
+            sql.Identifier(shape.schema, shape.name), sql.Identifier(column),
+            sql.Identifier(column))
+        actual = self._write(actor, relation, context, statement)
+        if not (self.promises.allowed(actor, relation, "UPDATE", (column,))
+                and self.promises.allowed(actor, relation, "SELECT", (column,))):
+            return Observation(context, "denied", actual)
+        rows = self.promises.rows(actor, relation, "UPDATE")
+        reads = self.promises.rows(actor, relation, "SELECT")  # SET c = c reads c
+        touched = self.expected_rows(actor, context, relation, rows, reads)
+        check = self.promises.rows(actor, relation, "UPDATE", check=True)
+        if touched and len(self.expected_rows(actor, context, relation, rows, reads, check)
+                           ) < len(touched):
+            return Observation(context, "refused", actual)
+        return Observation(context, _rows(touched), actual)
+
+    def delete(self, actor: Actor, relation: str, context: str) -> Observation:
+        shape = self.tables[relation]
+        statement = sql.SQL("DELETE FROM {}").format(sql.Identifier(shape.schema, shape.name))
+        actual = self._write(actor, relation, context, statement)
+        if not self.promises.allowed(actor, relation, "DELETE"):
+            return Observation(context, "denied", actual)
+        return Observation(context, _rows(self.expected_rows(
+            actor, context, relation, self.promises.rows(actor, relation, "DELETE"))), actual)
+
+    def candidate(self, relation: str, tenant: str) -> dict[str, str]:
+        """A new row for `tenant`; rows it references by key are made fresh (in the
+        current savepoint), so that it collides with nothing."""
+        shape = self.tables[relation]
+        tag = f"{tenant}{next(self.numbers)}"
+        fresh = {}
+        for column, (target, _) in shape.references.items():
+            if (column in shape.key and column != self.tenant_columns[relation]
+                    and target in self.tables and target != relation):
+                fresh[target] = insert_row(self.conn, self.tables[target],
+                                           self.candidate(target, tenant))
+        for target, row in fresh.items():
+            self.seeded.rows[target][tag] = row
+        try:
+            return row_values(self.conn, shape, tenant, tag, self.tenant_columns,
+                              self.seeded, self.numbers)
+        finally:
+            for target in fresh:
+                del self.seeded.rows[target][tag]
+
+    def insert(self, actor: Actor, relation: str, context: str) -> Observation:
+        """Insert a row for the context's own tenant, then one for the other tenant."""
+        shape = self.tables[relation]
+        target = sql.Identifier(shape.schema, shape.name)
+        parts = []
+        for which, tenant in (("own", "A" if context == "none" else context),
+                              ("other", OTHER[context])):
+            with self.conn.transaction(force_rollback=True):
+                values = self.candidate(relation, tenant)
+
+                def work(values: dict[str, str] = values) -> str:
+                    self.conn.execute(insert_statement(target, shape, values),
+                                      list(values.values()))
+                    return "inserted"
+
+                actual = self.attempt(actor, context, work)
+                expected = self._expected_insert(actor, relation, context, values)
+            parts.append((which, expected, actual))
+        return Observation(context, _joined([(w, e) for w, e, _ in parts]),
+                           _joined([(w, a) for w, _, a in parts]))
+
+    def _expected_insert(self, actor: Actor, relation: str, context: str,
+                         values: dict[str, str]) -> str:
+        shape = self.tables[relation]
+        if not self.promises.allowed(actor, relation, "INSERT", tuple(values)):
+            return "denied"
+        check = self.promises.rows(actor, relation, "INSERT", check=True)
+        if check is None:
+            return "refused"
+        new = sql.SQL("pg_temp.{}").format(self.copies[relation][1])
+        self.conn.execute(sql.SQL("DELETE FROM {}").format(new))
+        self.conn.execute(insert_statement(new, shape, values), list(values.values()))
+        query = sql.SQL("SELECT bool_and(({})) FROM {} AS {}").format(
+            sql.SQL(check), new, sql.Identifier(shape.name))
+        with self.acting(actor, context):
+            admitted = self.conn.execute(query).fetchone()[0]
+        return "inserted" if admitted else "refused"
+
+    # -- side channels ----------------------------------------------------------------------
+
+    def side_channels(self) -> Iterator[SideChannel]:
+        """As each actor that may insert into a tenant table, under tenant A, write a row
+        that collides with tenant B's key, or references B's rows; the error must not
+        show B's values."""
+        for table in self.model.tables.values():
+            if not table.tenant_column or table.qualified not in self.tables:
+                continue
+            shape = self.tables[table.qualified]
+            theirs = self.seeded.rows[table.qualified]["B1"]
+            probes = []
+            if table.tenant_column not in shape.key:
+                probes.append((f"unique key ({', '.join(shape.key)})",
+                               {c: theirs[c] for c in shape.key}, theirs))
+            for column, (target, target_column) in shape.references.items():
+                if column == table.tenant_column or target not in self.tables:
+                    continue
+                referenced = self.seeded.rows[target].get("B1") or {}
+                if target_column in referenced:
+                    probes.append((f"foreign key {column} -> {target}",
+                                   {column: referenced[target_column] or ""}, referenced))
+            for actor in self.actors:
+                if self.promises.columns(actor, table.qualified, "INSERT") == ():
+                    continue
+                for name, override, row in probes:
+                    yield self._side_channel(actor, table.qualified, shape, name, override,
+                                             row)
+
+    def _side_channel(self, actor: Actor, relation: str, shape: Shape, name: str,
+                      override: dict[str, str], row: dict[str, str | None]) -> SideChannel:
+        with self.conn.transaction(force_rollback=True):
+            values = self.candidate(relation, "A") | override
+            statement = insert_statement(sql.Identifier(shape.schema, shape.name), shape,
+                                         values)
+            text = ""
+            try:
+                with self.acting(actor, "A"):
+                    self.conn.execute(statement, list(values.values()))
+                outcome = "accepted"
+            except psycopg.Error as exc:
+                outcome = _outcome(exc)
+                diag = exc.diag
+                text = " ".join(filter(None, (diag.message_primary, diag.message_detail,
+                                              diag.message_hint)))
+        supplied = set(override.values())
+        revealed = tuple(sorted(v for v in row.values()
+                                if v and v not in supplied and len(v) > 3 and v in text))
+        return SideChannel(relation, actor.label, name, outcome, revealed)
+
+
+def run_matrix(conn: psycopg.Connection, model: Model, owner: str) -> Matrix:
+    """Seed, probe and compare, inside the caller's transaction (roll it back after)."""
+    run = _Run(conn, model, owner)
+    relations = list(run.shapes)
+    matrix = Matrix([a.label for a in run.actors], relations)
+    probes = {"SELECT": run.select, "INSERT": run.insert, "UPDATE": run.update,
+              "DELETE": run.delete}
+    for relation in relations:
+        commands = ROW_COMMANDS if run.shapes[relation].kind == "table" else ("SELECT",)
+        for command in commands:
+            for actor in run.actors:
+                observations = tuple(probes[command](actor, relation, context)
+                                     for context in CONTEXTS)
+                matrix.cells.append(Cell(actor.label, relation, command, observations))
+    matrix.side_channels = list(run.side_channels())
+    return matrix
