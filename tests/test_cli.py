@@ -173,3 +173,33 @@ def test_check_a_missing_database_is_exit_2():
     result = rlskit("check", "--model", "rlskit.examples.saas:model", "--database",
                     "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
     assert_one_line_error(result, "connection")
+
+
+def test_verify_builds_a_scratch_database_on_the_configured_server(rlskit_cluster):
+    env_url = rlskit_cluster.url("postgres")
+    result = subprocess.run(
+        [sys.executable, "-m", "rlskit", "verify", "--model", "rlskit.examples.saas:model",
+         "--format", "json"], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "RLSKIT_DATABASE_URL": env_url})
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] and len(report["cells"]) == 102
+    assert "102 of 102 cells proven, 5 of 5 side channels closed" in result.stderr
+
+
+def test_verify_a_broken_database_exits_1_with_the_cells(tmp_path, rlskit_db):
+    from conftest import make_example
+
+    make_example(rlskit_db)
+    root = project(tmp_path, "from rlskit.examples.saas import build_model\n"
+                             f"model = build_model(role_prefix={rlskit_db.role_prefix!r})\n")
+    with rlskit_db.connect() as conn:
+        conn.execute("ALTER TABLE flow NO FORCE ROW LEVEL SECURITY")
+        conn.commit()
+    markdown = rlskit("verify", "--database", rlskit_db.url, "--format", "markdown", cwd=root)
+    assert markdown.returncode == 1, markdown.stderr
+    assert "| public.flow | SELECT |" in markdown.stdout
+    assert "✗ no rows" in markdown.stdout and "## Violations" in markdown.stdout
+    page = rlskit("verify", "--database", rlskit_db.url, "--format", "html", cwd=root)
+    assert page.returncode == 1
+    assert page.stdout.startswith("<!DOCTYPE html>") and 'class="bad"' in page.stdout

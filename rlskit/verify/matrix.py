@@ -125,7 +125,9 @@ class _Run:
         self.promises = Promises(model, target_objects(model, version))
         names = [(t.schema, t.name) for t in model.tables.values()]
         names += [(v.schema, v.name) for v in model.views.values()]
-        self.shapes = read_shapes(conn, names)
+        shapes = read_shapes(conn, names)
+        self.shapes = {f"{s}.{n}": shapes[f"{s}.{n}"] for s, n in names
+                       if f"{s}.{n}" in shapes}  # in model order
         missing = [f"{s}.{n}" for s, n in names if f"{s}.{n}" not in self.shapes]
         if missing:
             raise ConfigError(f"rlskit verify: {', '.join(missing)} missing from the database")
