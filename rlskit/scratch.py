@@ -3,6 +3,7 @@ definitions by a plain owner role, dropped together with the roles of their pref
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from typing import Any
 
@@ -12,8 +13,41 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from .errors import ConfigError
+from .generate import generate_sql
+from .model import Model
 
-__all__ = ["create_tables", "drop_database"]
+__all__ = ["create_tables", "drop_database", "install_model", "table_definitions",
+           "with_prefix"]
+
+
+def with_prefix(model: Model, prefix: str) -> Model:
+    """A copy of `model` whose roles are named `prefix` + the model's own names."""
+    renamed = copy.copy(model)
+    renamed.role_prefix = prefix + model.role_prefix
+    return renamed
+
+
+def table_definitions(model: Model) -> list[Any]:
+    """The SQLAlchemy tables of the model's metadata, in dependency order; a ConfigError
+    names the tables the model only names."""
+    named = [t.qualified for t in model.tables.values() if t.definition is None]
+    if named:
+        raise ConfigError(f"building a database from the model needs SQLAlchemy definitions, "
+                          f"but {', '.join(named)} is only named; pass --database to use a "
+                          "database that has the tables")
+    tables: list[Any] = []
+    for table in model.tables.values():
+        for sa_table in table.definition.metadata.sorted_tables:
+            if sa_table not in tables:
+                tables.append(sa_table)
+    return tables
+
+
+def install_model(conn: psycopg.Connection, model: Model, owner: str) -> None:
+    """Tables from the model's SQLAlchemy definitions, owned by `owner`, and the model's
+    SQL for the server's version, in the current transaction."""
+    create_tables(conn, owner, table_definitions(model))
+    conn.execute(generate_sql(model, pg_version=conn.info.server_version // 10000))
 
 
 def create_tables(conn: psycopg.Connection, owner: str, tables: Iterable[Any]) -> None:

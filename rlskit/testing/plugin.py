@@ -3,6 +3,10 @@
 - ``rlskit_cluster`` (session): the running server, see `rlskit.testing.databases`.
 - ``rlskit_db`` (function): a fresh database with a role prefix of its own, dropped
   (with the prefix's roles) after the test.
+- ``rlskit_model`` (function): the model under test, ``[tool.rlskit] model`` unless a
+  conftest overrides the fixture.
+- ``rlskit_policy_db`` (function): ``rlskit_db`` with the model's tables (from its
+  SQLAlchemy definitions) and SQL installed, as a `PolicyDatabase` (``as_user``).
 """
 
 from __future__ import annotations
@@ -11,7 +15,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from ..config import load_config, load_model
+from ..model import Model
+from ..scratch import install_model, with_prefix
 from .databases import Cluster, ScratchDatabase, open_cluster
+from .policy import PolicyDatabase
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +32,19 @@ def rlskit_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster
 def rlskit_db(rlskit_cluster: Cluster) -> Iterator[ScratchDatabase]:
     with rlskit_cluster.database() as db:
         yield db
+
+
+@pytest.fixture
+def rlskit_model() -> Model:
+    config = load_config()
+    return load_model(config.model, config.root)
+
+
+@pytest.fixture
+def rlskit_policy_db(rlskit_db: ScratchDatabase, rlskit_model: Model) -> PolicyDatabase:
+    model = with_prefix(rlskit_model, rlskit_db.role_prefix)
+    owner = rlskit_db.role_prefix + "owner"
+    with rlskit_db.connect() as conn:
+        install_model(conn, model, owner)
+        conn.commit()
+    return PolicyDatabase(rlskit_db, model, owner)

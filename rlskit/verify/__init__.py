@@ -10,16 +10,14 @@ plus the side-channel probes.
 
 from __future__ import annotations
 
-import copy
 import uuid
 
 import psycopg
 from psycopg import sql
 
 from ..errors import ConfigError
-from ..generate import generate_sql
 from ..model import Model
-from ..scratch import create_tables, drop_database
+from ..scratch import drop_database, install_model, table_definitions, with_prefix
 from .matrix import Cell, Matrix, Observation, SideChannel, run_matrix
 
 __all__ = ["Cell", "Matrix", "Observation", "SideChannel", "verify_database",
@@ -52,35 +50,19 @@ def verify_database(conn: psycopg.Connection, model: Model) -> Matrix:
         conn.rollback()
 
 
-def _definitions(model: Model) -> list:
-    named = [t.qualified for t in model.tables.values() if t.definition is None]
-    if named:
-        raise ConfigError(f"rlskit verify needs SQLAlchemy definitions to build a scratch "
-                          f"database, but {', '.join(named)} is only named; pass --database "
-                          "to verify a database that has the tables")
-    tables: list = []
-    for table in model.tables.values():
-        for sa_table in table.definition.metadata.sorted_tables:
-            if sa_table not in tables:
-                tables.append(sa_table)
-    return tables
-
-
 def verify_scratch(admin_url: str, model: Model) -> Matrix:
     """Verify `model` in a database of its own on the server of `admin_url` (a superuser's),
     with its roles under a unique prefix; everything is dropped afterwards."""
     model.validate()
-    tables = _definitions(model)
+    table_definitions(model)  # before anything is created
     tag = f"rlskit_verify_{uuid.uuid4().hex[:8]}"
-    scratch = copy.copy(model)
-    scratch.role_prefix = f"{tag}_{model.role_prefix}"
+    scratch = with_prefix(model, f"{tag}_")
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(tag)))
         url = psycopg.conninfo.make_conninfo(admin_url, dbname=tag)
     try:
         with psycopg.connect(url) as conn:
-            create_tables(conn, f"{tag}_owner", tables)
-            conn.execute(generate_sql(scratch, pg_version=conn.info.server_version // 10000))
+            install_model(conn, scratch, f"{tag}_owner")
             conn.commit()
             return verify_database(conn, scratch)
     finally:
