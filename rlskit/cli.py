@@ -249,6 +249,26 @@ def verify(
         raise typer.Exit(1)
 
 
+class GraphFormat(str, Enum):
+    mermaid = "mermaid"
+    dot = "dot"
+
+
+@app.command()
+@handled
+def graph(
+    model: ModelOption = None,
+    fmt: Annotated[GraphFormat, typer.Option("--format", help="Diagram language.")
+                   ] = GraphFormat.mermaid,
+) -> None:
+    """Draw the role hierarchy, SET ROLE paths, grants and view exposure (Mermaid or DOT)."""
+    from .graph import build_graph, to_dot, to_mermaid
+
+    config = load_config(model=model)
+    drawing = build_graph(load_model(config.model, config.root))
+    typer.echo(to_mermaid(drawing) if fmt is GraphFormat.mermaid else to_dot(drawing), nl=False)
+
+
 @app.command()
 @handled
 def init(

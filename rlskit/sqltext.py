@@ -293,3 +293,21 @@ def column_refs(node: ast.Node, table: str) -> set[str]:
 
     visit(node, False)
     return found
+
+
+def relations_read(query: str, default_schema: str) -> tuple[str, ...]:
+    """Relations a view query names (CTE names excluded), qualified, in order."""
+    try:
+        tree = parse_query(query)
+    except SqlTextError:
+        return ()
+    ctes = {c.ctename for n in walk(tree) if isinstance(n, ast.WithClause)
+            for c in n.ctes or ()}
+    out: list[str] = []
+    for node in walk(tree):
+        if isinstance(node, ast.RangeVar) and not (node.schemaname is None
+                                                   and node.relname in ctes):
+            name = f"{node.schemaname or default_schema}.{node.relname}"
+            if name not in out:
+                out.append(name)
+    return tuple(out)

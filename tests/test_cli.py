@@ -203,3 +203,10 @@ def test_verify_a_broken_database_exits_1_with_the_cells(tmp_path, rlskit_db):
     page = rlskit("verify", "--database", rlskit_db.url, "--format", "html", cwd=root)
     assert page.returncode == 1
     assert page.stdout.startswith("<!DOCTYPE html>") and 'class="bad"' in page.stdout
+
+
+@pytest.mark.parametrize(("fmt", "start"), [("mermaid", "flowchart LR"), ("dot", "digraph")])
+def test_graph_formats(fmt, start):
+    result = rlskit("graph", "--model", "rlskit.examples.saas:model", "--format", fmt)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(start) and "member_directory" in result.stdout

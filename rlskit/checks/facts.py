@@ -11,11 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from pglast import ast
-
 from .. import objects as o
 from ..model import Model
-from ..sqltext import SqlTextError, parse_query, walk
+from ..sqltext import relations_read
 from ..target import target_objects
 
 __all__ = ["Facts", "FunctionFacts", "Grant", "Relation", "RoleFacts", "Scope",
@@ -147,24 +145,6 @@ class Facts:
         return self.member_of.get(role, self.uses(role))
 
 
-def _relations_read(query: str, default_schema: str) -> tuple[str, ...]:
-    """Relations a view query names (CTE names excluded), qualified."""
-    try:
-        tree = parse_query(query)
-    except SqlTextError:
-        return ()
-    ctes = {c.ctename for n in walk(tree) if isinstance(n, ast.WithClause)
-            for c in n.ctes or ()}
-    out = []
-    for node in walk(tree):
-        if isinstance(node, ast.RangeVar) and not (node.schemaname is None
-                                                   and node.relname in ctes):
-            name = f"{node.schemaname or default_schema}.{node.relname}"
-            if name not in out:
-                out.append(name)
-    return tuple(out)
-
-
 def _indexed(definition: object) -> frozenset[str] | None:
     """Leading columns of the indexes, primary key and unique constraints of an SQLAlchemy
     Table; None without a definition."""
@@ -211,7 +191,7 @@ def from_model(model: Model, pg_version: int) -> Facts:
             relations[f"{obj.schema}.{obj.name}"] = Relation(
                 obj.schema, obj.name, "view",
                 security_invoker=("security_invoker", "true") in obj.options,
-                reads=_relations_read(obj.query, model.schema))
+                reads=relations_read(obj.query, model.schema))
     grants = [Grant(f"{g.schema}.{g.table}", g.role, p.name, column)
               for g in objects if isinstance(g, o.TableGrant)
               for p in g.privileges for column in (p.columns or (None,))]
