@@ -14,9 +14,9 @@ from conftest import Example, make_example
 
 from rlskit import objects as o
 from rlskit.model import ROW_COMMANDS
-from rlskit.server import LocalServer
 from rlskit.target import target_objects
 from rlskit.testing import Cluster
+from rlskit.testing.databases import local_cluster
 from rlskit.verify import verify_database
 
 PG15 = Path("/usr/lib/postgresql/15/bin")
@@ -40,13 +40,8 @@ def pgtap_cluster(rlskit_cluster: Cluster, tmp_path_factory: pytest.TempPathFact
     if not (PG15 / "postgres").exists() or not PGTAP.exists():
         pytest.skip("pgTAP needs Debian's postgresql-15 and postgresql-15-pgtap packages "
                     "(apt-get install postgresql-15-pgtap)")
-    server = LocalServer(tmp_path_factory.mktemp("pg15") / "pgdata", bin_dir=str(PG15),
-                         durable=False)
-    server.start()
-    try:
-        yield Cluster(server.url())
-    finally:
-        server.destroy()
+    with local_cluster(tmp_path_factory.mktemp("pg15"), str(PG15)) as cluster:
+        yield cluster
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from ..scratch import drop_database
 from ..server import LocalServer
 
-__all__ = ["Cluster", "ScratchDatabase", "open_cluster"]
+__all__ = ["Cluster", "ScratchDatabase", "local_cluster", "open_cluster"]
 
 
 @dataclass(frozen=True)
@@ -93,8 +93,14 @@ def open_cluster(workdir: Path) -> Iterator[Cluster]:
             params = conninfo_to_dict(pg.get_connection_url())
             yield Cluster(make_conninfo(**params))
         return
-    server = LocalServer(workdir / "pgdata", bin_dir=os.environ.get("RLSKIT_TEST_PG_BIN"),
-                         durable=False)
+    with local_cluster(workdir, os.environ.get("RLSKIT_TEST_PG_BIN")) as cluster:
+        yield cluster
+
+
+@contextmanager
+def local_cluster(workdir: Path, bin_dir: str | None = None) -> Iterator[Cluster]:
+    """A throwaway server from `bin_dir` (default: the embedded one) under `workdir`."""
+    server = LocalServer(workdir / "pgdata", bin_dir=bin_dir, durable=False)
     server.start()
     try:
         yield Cluster(server.url())
