@@ -18,16 +18,18 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from . import autogenerate, context, diff, generation
+from . import autogenerate, context, diff, generation, queries
+from .plot import plot_queries
 
 RESULTS = Path(__file__).parent / "results"
-BENCHMARKS = {"generation": generation.run, "diff": diff.run,
-              "autogenerate": autogenerate.run, "context": context.run}
+BENCHMARKS = {"queries": queries.run, "context": context.run, "generation": generation.run,
+              "diff": diff.run, "autogenerate": autogenerate.run}
 GROSS = {"uncached_over_cached_1000_tables": (1.5, None),
          "per_table_cost_largest_over_smallest": (None, 3.0),
          "diff_per_table_cost_largest_over_smallest": (None, 3.0),
          "alembic_utils_over_rlskit_largest": (10.0, None),
-         "psycopg_rlskit_over_plain": (0.5, None)}
+         "psycopg_rlskit_over_plain": (0.5, None)} | {
+             f"rlskit_over_baseline_{q}": (None, 1.5) for q in queries.QUERIES}
 
 
 def machine() -> str:
@@ -94,6 +96,9 @@ def main() -> int:
                 result | {"machine": machine()}, indent=2) + "\n")
     if not args.quick:
         (RESULTS / "summary.md").write_text(markdown(results))
+        for result in results:
+            if result["benchmark"] == "queries":
+                plot_queries(result, RESULTS / "queries.png")
     for problem in problems:
         console.print(f"[bold red]gross regression:[/] {problem}")
     return 1 if problems else 0
