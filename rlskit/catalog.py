@@ -19,8 +19,11 @@ __all__ = ["read_catalog"]
 _COMMANDS = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "*": "ALL"}
 
 _ROLES = """
-SELECT rolname, rolcanlogin, rolinherit, rolbypassrls
-FROM pg_catalog.pg_roles WHERE rolname = ANY(%(roles)s) ORDER BY rolname"""
+SELECT r.rolname, r.rolcanlogin, r.rolinherit, r.rolbypassrls,
+       ARRAY(SELECT c FROM pg_catalog.pg_db_role_setting s, unnest(s.setconfig) c
+             WHERE s.setrole = r.oid AND s.setdatabase = 0 ORDER BY c),
+       r.rolconnlimit
+FROM pg_catalog.pg_roles r WHERE r.rolname = ANY(%(roles)s) ORDER BY r.rolname"""
 
 # Membership options (INHERIT, SET) exist from PostgreSQL 16; before, report them as true.
 _MEMBERSHIPS = """
@@ -133,7 +136,9 @@ def read_catalog(conn: psycopg.Connection, model: Model) -> list[o.DbObject]:
         setting, prefix = setting_read(definition) or (None, "")
         out.append(o.HelperFunction(schema, name, returns, setting, prefix,
                                     definition=definition, arguments=args))
-    out += [o.Role(*row) for row in conn.execute(_ROLES, params)]
+    out += [o.Role(name, login, inherit, bypass,
+                   tuple(sorted(tuple(c.split("=", 1)) for c in settings)), limit)
+            for name, login, inherit, bypass, settings, limit in conn.execute(_ROLES, params)]
     options = "a.inherit_option, a.set_option" if version >= 16 else "true, true"
     out += [o.Membership(*row)
             for row in conn.execute(_MEMBERSHIPS.format(options=options), params)]

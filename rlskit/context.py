@@ -38,7 +38,8 @@ class RequestContext:
     """Who is asking: a database role and the typed context values.
 
     `settings` holds every context setting the model declares, in order, as the text
-    ``set_config`` receives; an absent value is ``''``, which the helpers read as NULL.
+    ``set_config`` receives (an absent value is ``''``, which the helpers read as NULL),
+    then the role's limits (``statement_timeout`` …), all transaction-local.
     """
 
     role: str
@@ -120,7 +121,7 @@ def _context(model: Model, role: Role, values: dict[str, Any]) -> RequestContext
     settings = tuple(
         (model.setting_name(name),
          claim.setting_text(values[name]) if name in values else "")
-        for name, claim in model.claims.items())
+        for name, claim in model.claims.items()) + model.limits(role)
     return RequestContext(model.role_name(role), role.name, MappingProxyType(values), settings)
 
 

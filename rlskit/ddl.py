@@ -81,7 +81,17 @@ def _(obj: o.Role, pg_version: int) -> list[sql.Composable]:
         "END"
     ).format(sql.Literal(obj.name), sql.SQL(create_role))
     # Roles are cluster-wide and outlive a database: create only when missing.
-    return [sql.SQL("DO {}").format(_dollar_quote(body.as_string()))]
+    limit = ([sql.SQL("ALTER ROLE {} CONNECTION LIMIT {}").format(
+        Ident(obj.name), sql.Literal(obj.connection_limit))] if obj.connection_limit != -1
+        else [])  # an existing role gets its limits too
+    return [sql.SQL("DO {}").format(_dollar_quote(body.as_string())), *limit,
+            *_role_settings(obj)]
+
+
+def _role_settings(obj: o.Role) -> list[sql.Composable]:
+    return [sql.SQL("ALTER ROLE {} SET {} = {}").format(Ident(obj.name), Ident(name),
+                                                         sql.Literal(value))
+            for name, value in obj.settings]
 
 
 @create.register
@@ -315,10 +325,13 @@ def update(obj: o.DbObject, pg_version: int) -> list[sql.Composable]:
 
 @update.register
 def _(obj: o.Role, pg_version: int) -> list[sql.Composable]:
-    return [sql.SQL("ALTER ROLE {} WITH {} {} {}").format(
+    return [sql.SQL("ALTER ROLE {} WITH {} {} {} CONNECTION LIMIT {}").format(
         Ident(obj.name), sql.SQL("LOGIN" if obj.login else "NOLOGIN"),
         sql.SQL("INHERIT" if obj.inherit else "NOINHERIT"),
-        sql.SQL("BYPASSRLS" if obj.bypassrls else "NOBYPASSRLS"))]
+        sql.SQL("BYPASSRLS" if obj.bypassrls else "NOBYPASSRLS"),
+        sql.Literal(obj.connection_limit)),
+        sql.SQL("ALTER ROLE {} RESET ALL").format(Ident(obj.name)),
+        *_role_settings(obj)]
 
 
 @update.register

@@ -34,6 +34,10 @@ ROW_COMMANDS = ("SELECT", "INSERT", "UPDATE", "DELETE")
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 VIEW_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
 RESERVED_ROLE_NAMES = {"public", "none", "current_user", "session_user", "current_role"}
+# Per-role limits: server settings a role's sessions and transactions get (role settings for
+# logins, SET LOCAL with every request context for SET ROLE).
+LIMITS = ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout",
+          "idle_session_timeout", "work_mem", "temp_file_limit")
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 _RULE_ID = re.compile(r"^RLS[0-9]{3}$")
 _MAX_NAME = 63
@@ -54,6 +58,8 @@ class Role:
     name: str
     inherits: tuple[Role | str, ...] = ()
     login: bool = False
+    limits: tuple[tuple[str, str], ...] = ()  # (setting, value), sorted
+    connection_limit: int | None = None
 
     def __repr__(self) -> str:
         return f"Role({self.name!r})"
@@ -210,6 +216,29 @@ class View:
         return deparse(self.query)
 
 
+def _limits(role: str, limits: Mapping[str, str | int]) -> tuple[tuple[str, str], ...]:
+    if not isinstance(limits, Mapping):
+        raise ModelError(f"role {role!r}: limits must be a mapping of setting to value")
+    out = []
+    for name, value in limits.items():
+        if name not in LIMITS:
+            raise ModelError(f"role {role!r}: {name!r} is not a per-role limit (use one of "
+                             f"{', '.join(LIMITS)})")
+        if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+            raise ModelError(f"role {role!r}: limit {name} must be a value like '30s' or "
+                             f"1024, got {value!r}")
+        out.append((name, str(value).strip()))
+    return tuple(sorted(out))
+
+
+def _connection_limit(role: str, limit: int | None) -> int | None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                              or limit < 0):
+        raise ModelError(f"role {role!r}: connection_limit must be a non-negative integer, "
+                         f"got {limit!r}")
+    return limit
+
+
 def _table_identity(table: Any, schema: str | None
                     ) -> tuple[str, str | None, frozenset | None, Any]:
     """(name, schema, columns, SQLAlchemy Table) of a table given by name or as SQLAlchemy
@@ -273,11 +302,18 @@ class Model:
                 raise ModelError(f"context {name!r} is declared twice")
             self.claims[name] = claim
 
-    def role(self, name: str, inherits: Role | str | Iterable[Role | str] = ()) -> Role:
-        """Declare a NOLOGIN group role; it gets the rights of the roles it inherits."""
+    def role(self, name: str, inherits: Role | str | Iterable[Role | str] = (), *,
+             limits: Mapping[str, str | int] | None = None,
+             connection_limit: int | None = None) -> Role:
+        """Declare a NOLOGIN group role; it gets the rights of the roles it inherits.
+
+        `limits` (e.g. ``{"statement_timeout": "30s", "work_mem": "64MB"}``) become role
+        settings and are applied with every request context in this role (or a role
+        inheriting it); `connection_limit` caps its sessions."""
         self._new_role_name(name)
         parents = (inherits,) if isinstance(inherits, (Role, str)) else tuple(inherits)
-        role = Role(name, parents)
+        role = Role(name, parents, limits=_limits(name, limits or {}),
+                    connection_limit=_connection_limit(name, connection_limit))
         self.roles[name] = role
         return role
 
@@ -487,6 +523,14 @@ class Model:
     @property
     def group_roles(self) -> list[Role]:
         return [r for r in self.roles.values() if not r.login]
+
+    def limits(self, role: Role | str) -> tuple[tuple[str, str], ...]:
+        """The limits a request in `role` runs with: its own, else the nearest parent's."""
+        found: dict[str, str] = {}
+        for ancestor in self.ancestors(role):
+            for name, value in ancestor.limits:
+                found.setdefault(name, value)
+        return tuple(sorted(found.items()))
 
     def ancestors(self, role: Role | str) -> list[Role]:
         """Roles whose rights `role` inherits, nearest first, including itself."""

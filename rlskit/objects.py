@@ -66,6 +66,8 @@ class Role:
     login: bool
     inherit: bool
     bypassrls: bool = False
+    settings: tuple[tuple[str, str], ...] = ()  # ALTER ROLE ... SET, sorted
+    connection_limit: int = -1  # -1: none
 
     @property
     def key(self) -> tuple:

@@ -26,7 +26,8 @@ def target_objects(model: Model, pg_version: int) -> list[o.DbObject]:
                          f"model.context({TENANT_CONTEXT}=Claim(...))")
     out: list[o.DbObject] = [o.Schema(model.helpers_schema)]
     out += _helpers(model)
-    out += [o.Role(model.role_name(r), login=r.login, inherit=not r.login)
+    out += [o.Role(model.role_name(r), login=r.login, inherit=not r.login, settings=r.limits,
+                   connection_limit=-1 if r.connection_limit is None else r.connection_limit)
             for r in model.roles.values()]
     out += _memberships(model)
     out += _schema_usage(model)

@@ -131,7 +131,7 @@ def test_cli_diff_exit_codes(example):
     for fix in ("CREATE POLICY leave_tenant ON public.membership",
                 "ALTER TABLE public.flow FORCE ROW LEVEL SECURITY;",
                 f"GRANT DELETE\n  ON TABLE public.membership\n  TO {member};",
-                "NOBYPASSRLS;"):
+                "NOBYPASSRLS\n", "CONNECTION LIMIT -1;"):
         assert fix in drifted.stdout, drifted.stdout
 
 

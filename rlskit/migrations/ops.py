@@ -196,16 +196,24 @@ class _RoleOp(RlsOp):
 
     def arguments(self) -> tuple[list[Any], dict[str, Any]]:
         role = self.obj
-        kwargs = {"login": role.login, "inherit": role.inherit}
+        kwargs: dict[str, Any] = {"login": role.login, "inherit": role.inherit}
         if role.bypassrls:
             kwargs["bypassrls"] = True
+        if role.settings:
+            kwargs["settings"] = dict(role.settings)
+        if role.connection_limit != -1:
+            kwargs["connection_limit"] = role.connection_limit
         return [role.name], kwargs
 
     @classmethod
     def invoke(cls, operations: Operations, name: str, *, login: bool = False,
-               inherit: bool = True, bypassrls: bool = False) -> None:
-        """Create (if missing: roles are cluster-wide) or alter a role."""
-        operations.invoke(cls(o.Role(name, login=login, inherit=inherit, bypassrls=bypassrls)))
+               inherit: bool = True, bypassrls: bool = False,
+               settings: dict[str, str] | None = None, connection_limit: int = -1) -> None:
+        """Create (if missing: roles are cluster-wide) or alter a role, with its settings
+        (``ALTER ROLE … SET``) and connection limit."""
+        operations.invoke(cls(o.Role(name, login=login, inherit=inherit, bypassrls=bypassrls,
+                                     settings=tuple(sorted((settings or {}).items())),
+                                     connection_limit=connection_limit)))
 
 
 @_register
