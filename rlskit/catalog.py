@@ -27,7 +27,7 @@ FROM pg_catalog.pg_roles r WHERE r.rolname = ANY(%(roles)s) ORDER BY r.rolname""
 
 # Membership options (INHERIT, SET) exist from PostgreSQL 16; before, report them as true.
 _MEMBERSHIPS = """
-SELECT r.rolname, m.rolname, {options}
+SELECT r.rolname, m.rolname, {options}, a.admin_option
 FROM pg_catalog.pg_auth_members a
 JOIN pg_catalog.pg_roles r ON r.oid = a.roleid
 JOIN pg_catalog.pg_roles m ON m.oid = a.member

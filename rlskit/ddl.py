@@ -98,11 +98,14 @@ def _role_settings(obj: o.Role) -> list[sql.Composable]:
 def _(obj: o.Membership, pg_version: int) -> list[sql.Composable]:
     stmt = sql.SQL("GRANT {} TO {}").format(Ident(obj.role), Ident(obj.member))
     if pg_version >= 16:
-        stmt = sql.SQL("{} WITH INHERIT {}, SET {}").format(
+        stmt = sql.SQL("{} WITH INHERIT {}, SET {}{}").format(
             stmt,
             sql.SQL("TRUE" if obj.inherit else "FALSE"),
             sql.SQL("TRUE" if obj.set else "FALSE"),
+            sql.SQL(", ADMIN TRUE" if obj.admin else ""),
         )
+    elif obj.admin:
+        stmt = sql.SQL("{} WITH ADMIN OPTION").format(stmt)
     return [stmt]
 
 
@@ -345,7 +348,14 @@ def _(obj: o.View, pg_version: int) -> list[sql.Composable]:
     return _view(obj, "CREATE OR REPLACE")
 
 
+@update.register
+def _(obj: o.Membership, pg_version: int) -> list[sql.Composable]:
+    """GRANT with the options; GRANT can add the admin option but only REVOKE removes it."""
+    revoke = [] if obj.admin else [sql.SQL("REVOKE ADMIN OPTION FOR {} FROM {}").format(
+        Ident(obj.role), Ident(obj.member))]
+    return [*create(obj, pg_version), *revoke]
+
+
 @update.register(o.HelperFunction)
-@update.register(o.Membership)
 def _(obj: o.DbObject, pg_version: int) -> list[sql.Composable]:
-    return create(obj, pg_version)  # CREATE OR REPLACE / GRANT with options
+    return create(obj, pg_version)  # CREATE OR REPLACE

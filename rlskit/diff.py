@@ -56,7 +56,7 @@ def fingerprint(obj: o.DbObject, pg_version: int) -> object:
     if isinstance(obj, o.HelperFunction):
         return obj.key, obj.returns, obj.definition
     if isinstance(obj, o.Membership) and pg_version < 16:
-        return obj.key  # no membership options before PostgreSQL 16
+        return obj.key, obj.admin  # no INHERIT/SET options before PostgreSQL 16
     if isinstance(obj, o.TableGrant):
         privileges = tuple(sorted((dataclasses.replace(p, columns=tuple(sorted(p.columns)))
                                    for p in obj.privileges), key=privilege_key))

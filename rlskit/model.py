@@ -27,7 +27,8 @@ from .sqltext import (
     policy_expression,
 )
 
-__all__ = ["Assignment", "Claim", "Model", "Policy", "Role", "Table", "View", "Waiver"]
+__all__ = ["Assignment", "Claim", "DataProduct", "Model", "Policy", "Role", "Table", "View",
+           "Waiver"]
 
 COMMANDS = ("SELECT", "INSERT", "UPDATE", "DELETE", "ALL")
 ROW_COMMANDS = ("SELECT", "INSERT", "UPDATE", "DELETE")
@@ -216,6 +217,46 @@ class View:
         return deparse(self.query)
 
 
+@dataclass
+class DataProduct:
+    """A data product: its tables and three roles named ``<product>_analyst`` (reads),
+    ``<product>_engineer`` (reads and writes) and ``<product>_owner`` (reads, writes, and
+    grants the analyst and engineer roles to others). The roles start empty: who holds
+    them is data, not code."""
+
+    name: str
+    schema: str
+    tables: list[Table]
+    analyst: Role
+    engineer: Role
+    owner: Role
+
+    def row_filter(self, role: Role | str, table: Any, using: str) -> Policy:
+        """Limit the rows `role` sees (and, for writers, touches) in one of the product's
+        tables, e.g. ``row_filter(product.analyst, Orders, "region = 'EU'")``."""
+        target = self._table(table)
+        kind = self._kind(role)
+        name = f"{kind}_access"
+        default = next(p for p in target.policies if p.name == name)
+        target.policies.remove(default)
+        return target.policy(name, command=default.command, to=default.to, using=using)
+
+    def _kind(self, role: Role | str) -> str:
+        for kind in ("analyst", "engineer", "owner"):
+            own = getattr(self, kind)
+            if role is own or role == own.name or role == kind:
+                return kind
+        raise ModelError(f"data product {self.name!r} has no role {role!r} (analyst, "
+                         "engineer, owner)")
+
+    def _table(self, table: Any) -> Table:
+        name = table if isinstance(table, str) else _table_identity(table, None)[0]
+        for t in self.tables:
+            if t.name == name:
+                return t
+        raise ModelError(f"data product {self.name!r} has no table {name!r}")
+
+
 def _limits(role: str, limits: Mapping[str, str | int]) -> tuple[tuple[str, str], ...]:
     if not isinstance(limits, Mapping):
         raise ModelError(f"role {role!r}: limits must be a mapping of setting to value")
@@ -287,6 +328,8 @@ class Model:
         self.anonymous: Role | str | None = None
         self.assignments: list[Assignment] = []
         self.waivers: list[Waiver] = []
+        self.admins: list[tuple[Role | str, Role | str]] = []  # (admin, role it grants)
+        self.products: dict[str, DataProduct] = {}
 
     # -- declarations -----------------------------------------------------------------
 
@@ -418,6 +461,39 @@ class Model:
         view.grants = grant_map
         self.views[(schema, name)] = view
         return view
+
+    def admin(self, role: Role | str, of: Iterable[Role | str]) -> None:
+        """Let `role` grant each role in `of` to others (a membership WITH ADMIN that
+        carries no rights on PostgreSQL 16+; WITH ADMIN OPTION before)."""
+        self.admins += [(role, target) for target in of]
+
+    def data_product(self, name: str, *, tables: Iterable[Any], schema: str | None = None,
+                     ) -> DataProduct:
+        """Declare a data product: its tables get RLS and one policy per product role
+        (narrow one with `DataProduct.row_filter`); analysts read, engineers and the owner
+        read and write, and the owner may grant the analyst and engineer roles. Role names
+        carry the environment's prefix: ``dev_`` + ``sales_analytics_analyst``."""
+        _check_name("data product", name)
+        if not _NAME.match(name):
+            raise ModelError(f"data product name {name!r} must match {_NAME.pattern}")
+        if name in self.products:
+            raise ModelError(f"data product {name!r} is declared twice")
+        tables = list(tables)
+        if not tables:
+            raise ModelError(f"data product {name!r} needs at least one table")
+        roles = {kind: self.role(f"{name}_{kind}") for kind in ("analyst", "engineer", "owner")}
+        declared = []
+        for table in tables:
+            t = self.table(table, schema=schema, rls=True, grants={
+                roles["analyst"]: "SELECT", roles["engineer"]: "ALL", roles["owner"]: "ALL"})
+            t.policy("analyst_access", command="SELECT", to=roles["analyst"], using="true")
+            for kind in ("engineer", "owner"):
+                t.policy(f"{kind}_access", command="ALL", to=roles[kind], using="true")
+            declared.append(t)
+        self.admin(roles["owner"], of=[roles["analyst"], roles["engineer"]])
+        product = DataProduct(name, schema or self.schema, declared, **roles)
+        self.products[name] = product
+        return product
 
     def waive(self, rule: str, on: str, *, reason: str) -> Waiver:
         """Switch check `rule` (e.g. ``"RLS007"``) off for `on`: a relation
@@ -563,6 +639,9 @@ class Model:
             for target in allowed or ():
                 self._role_in(f"authenticator {name!r}", target)
         self._validate_callers()
+        for admin, target in self.admins:
+            self._role_in("admin()", admin)
+            self._role_in("admin(of=)", target)
         for table in self.tables.values():
             for role in table.grants:
                 self._role_in("grants", role, table=table.name)

@@ -76,12 +76,14 @@ class Role:
 
 @dataclass(frozen=True)
 class Membership:
-    """``GRANT role TO member``: `inherit` passes rights on, `set` allows SET ROLE."""
+    """``GRANT role TO member``: `inherit` passes rights on, `set` allows SET ROLE, `admin`
+    lets the member grant `role` to others."""
 
     role: str
     member: str
     inherit: bool
     set: bool
+    admin: bool = False
 
     @property
     def key(self) -> tuple:

@@ -4,7 +4,6 @@ definitions by a plain owner role, dropped together with the roles of their pref
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
 from typing import Any
 
 import psycopg
@@ -50,12 +49,15 @@ def install_model(conn: psycopg.Connection, model: Model, owner: str) -> None:
     conn.execute(generate_sql(model, pg_version=conn.info.server_version // 10000))
 
 
-def create_tables(conn: psycopg.Connection, owner: str, tables: Iterable[Any]) -> None:
-    """Create `owner`, a plain LOGIN role (so FORCE binds it), and as that role the
-    SQLAlchemy `tables` with their indexes, in the given (dependency) order."""
+def create_tables(conn: psycopg.Connection, owner: str, tables: list[Any]) -> None:
+    """Create `owner`, a plain LOGIN role (so FORCE binds it), the tables' schemas, and as
+    that role the SQLAlchemy `tables` with their indexes, in the given (dependency) order."""
     dialect = postgresql.dialect()
     conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(owner)))
     conn.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(owner)))
+    for schema in sorted({t.schema for t in tables if t.schema} - {"public"}):
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
+            sql.Identifier(schema), sql.Identifier(owner)))
     conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(owner)))
     for table in tables:
         conn.execute(str(CreateTable(table).compile(dialect=dialect)))

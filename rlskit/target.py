@@ -60,17 +60,28 @@ def _helpers(model: Model) -> list[o.HelperFunction]:
 
 
 def _memberships(model: Model) -> list[o.Membership]:
-    out = []
+    """Inheritance, SET ROLE for authenticators and ADMIN for role administrators; one
+    membership per (role, member) with the options of every reason combined."""
+    found: dict[tuple[str, str], o.Membership] = {}
+
+    def add(role: str, member: str, **options: bool) -> None:
+        key = (model.role_name(role), model.role_name(member))
+        old = found.get(key, o.Membership(*key, inherit=False, set=False))
+        found[key] = o.Membership(*key, inherit=old.inherit or options.get("inherit", False),
+                                  set=old.set or options.get("set", False),
+                                  admin=old.admin or options.get("admin", False))
+
     for role in model.roles.values():
         for parent in role.inherits:
-            out.append(o.Membership(model.role_name(parent), model.role_name(role),
-                                    inherit=True, set=False))
+            add(model.resolve_role(parent).name, role.name, inherit=True)
     for name, allowed in model.authenticators.items():
         targets = model.group_roles if allowed is None else [model.resolve_role(r)
                                                              for r in allowed]
-        out += [o.Membership(model.role_name(t), model.role_name(name),
-                             inherit=False, set=True) for t in targets]
-    return out
+        for t in targets:
+            add(t.name, name, set=True)
+    for admin, target in model.admins:
+        add(model.resolve_role(target).name, model.resolve_role(admin).name, admin=True)
+    return list(found.values())
 
 
 def _schema_usage(model: Model) -> list[o.SchemaUsage]:

@@ -263,13 +263,15 @@ class GrantRoleOp(RlsOp):
 
     def arguments(self) -> tuple[list[Any], dict[str, Any]]:
         m = self.obj
-        return [m.role], {"to": m.member, "inherit": m.inherit, "set": m.set}
+        kwargs = {"to": m.member, "inherit": m.inherit, "set": m.set}
+        return [m.role], kwargs | ({"admin": True} if m.admin else {})
 
     @classmethod
     def invoke(cls, operations: Operations, role: str, *, to: str, inherit: bool = True,
-               set: bool = False) -> None:
-        """Grant membership of `role` to `to` (options apply on PostgreSQL 16+)."""
-        operations.invoke(cls(o.Membership(role, to, inherit=inherit, set=set)))
+               set: bool = False, admin: bool = False) -> None:
+        """Grant membership of `role` to `to` (INHERIT and SET apply on PostgreSQL 16+;
+        `admin` lets `to` grant `role` to others)."""
+        operations.invoke(cls(o.Membership(role, to, inherit=inherit, set=set, admin=admin)))
 
     def statements(self, pg_version: int) -> list[sql.Composable]:
         return create(self.obj, pg_version)

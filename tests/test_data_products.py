@@ -1,0 +1,143 @@
+"""Data products: the sales analytics example in dev and prod in one cluster; each role's
+rights, the owner granting roles (and nobody else), EU-only analysts, per-role timeouts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+import pytest
+from psycopg import errors, sql
+
+from rlskit import ModelError
+from rlskit.context import for_role
+from rlskit.diff import diff_database
+from rlskit.examples.sales import build_model, orders
+from rlskit.psycopg import transaction
+from rlskit.scratch import install_model
+from rlskit.testing import Cluster, ScratchDatabase
+
+SEED = """
+INSERT INTO sales.customers VALUES (1, 'Acme GmbH', 'EU'), (2, 'Initech', 'US');
+INSERT INTO sales.orders VALUES (1, 1, 'EU', 100), (2, 1, 'EU', 250), (3, 2, 'US', 75);
+"""
+
+
+class Environment:
+    """One environment of the product: its database and its model (role prefix)."""
+
+    def __init__(self, db: ScratchDatabase, name: str) -> None:
+        self.db = db
+        self.model = build_model(f"{db.role_prefix}{name}_")
+        with db.connect() as conn:
+            install_model(conn, self.model, db.role_prefix + "owner")
+            conn.execute(SEED)
+            for person in ("alice", "bob", "carol", "dave"):
+                conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(self.ident(person)))
+            # the platform team makes bob the product owner; bob decides the rest
+            conn.execute(sql.SQL("GRANT {} TO {}").format(
+                sql.Identifier(self.role("owner")), self.ident("bob")))
+            conn.commit()
+
+    def role(self, kind: str) -> str:
+        return self.model.role_name(f"sales_analytics_{kind}")
+
+    def person(self, name: str) -> str:
+        return f"{self.db.role_prefix}{name}"
+
+    def ident(self, name: str) -> sql.Identifier:
+        return sql.Identifier(self.person(name))
+
+    @contextmanager
+    def as_person(self, name: str, role: str | None = None) -> Iterator[psycopg.Connection]:
+        with self.db.connect(user=self.person(name), autocommit=True) as conn:
+            if role:
+                conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(self.role(role))))
+            yield conn
+
+    def grant(self, grantor: str, kind: str, to: str) -> None:
+        with self.as_person(grantor, "owner" if grantor == "bob" else None) as conn:
+            conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(self.role(kind)),
+                                                          self.ident(to)))
+
+
+@pytest.fixture
+def dev(rlskit_cluster: Cluster) -> Iterator[Environment]:
+    with rlskit_cluster.database() as db:
+        yield Environment(db, "dev")
+
+
+@pytest.fixture
+def prod(rlskit_cluster: Cluster) -> Iterator[Environment]:
+    with rlskit_cluster.database() as db:
+        yield Environment(db, "prod")
+
+
+def regions(conn: psycopg.Connection) -> list[str]:
+    return [r for (r,) in conn.execute("SELECT region FROM sales.orders ORDER BY id")]
+
+
+def test_each_role_has_exactly_its_rights(dev):
+    dev.grant("bob", "analyst", to="alice")
+    dev.grant("bob", "engineer", to="carol")
+    with dev.as_person("alice") as conn:
+        assert regions(conn) == ["EU", "EU"]  # the analysts' row filter
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("INSERT INTO sales.orders VALUES (9, 1, 'EU', 1)")
+    with dev.as_person("carol") as conn:
+        assert regions(conn) == ["EU", "EU", "US"]
+        conn.execute("INSERT INTO sales.orders VALUES (9, 2, 'US', 5)")
+        conn.execute("UPDATE sales.orders SET amount = amount + 1 WHERE region = 'US'")
+    with dev.as_person("bob", "owner") as conn:
+        assert regions(conn) == ["EU", "EU", "US", "US"]
+    with dev.as_person("dave") as conn, pytest.raises(errors.InsufficientPrivilege):
+        conn.execute("SELECT 1 FROM sales.orders")
+
+
+def test_only_the_owner_grants_the_products_roles(dev):
+    dev.grant("bob", "engineer", to="carol")
+    for grantor in ("carol", "alice", "dave"):
+        with pytest.raises(errors.InsufficientPrivilege):
+            dev.grant(grantor, "analyst", to="dave")
+    with pytest.raises(errors.InsufficientPrivilege):  # not even its own role
+        dev.grant("bob", "owner", to="dave")
+    dev.grant("bob", "analyst", to="dave")
+    with dev.as_person("dave") as conn:
+        assert regions(conn) == ["EU", "EU"]
+
+
+def test_dev_and_prod_share_the_cluster_without_interference(dev, prod):
+    assert dev.role("analyst").endswith("dev_sales_analytics_analyst")
+    assert prod.role("analyst").endswith("prod_sales_analytics_analyst")
+    dev.grant("bob", "analyst", to="alice")
+    with psycopg.connect(prod.db.cluster.url(prod.db.name, user=dev.person("alice"))) as conn, \
+            pytest.raises(errors.InsufficientPrivilege):
+        conn.execute("SELECT 1 FROM sales.orders")  # a dev analyst has nothing in prod
+    for env in (dev, prod):
+        with env.db.connect() as conn:
+            assert diff_database(conn, env.model) == []
+
+
+def test_an_analysts_statement_timeout_cuts_a_long_query(dev):
+    dev.model.roles["sales_analytics_analyst"].limits = (("statement_timeout", "200ms"),)
+    ctx = for_role(dev.model, "sales_analytics_analyst")
+    gateway = dev.model.role_name("analytics_gateway")
+    with dev.db.connect(user=gateway) as conn:
+        with pytest.raises(errors.QueryCanceled), transaction(conn, ctx):
+            conn.execute("SELECT pg_sleep(3) FROM sales.orders")
+        with transaction(conn, for_role(dev.model, "sales_analytics_engineer")):
+            assert len(conn.execute("SELECT pg_sleep(0.1) FROM sales.orders").fetchall()) == 3
+
+
+def test_bad_product_declarations():
+    model = build_model("x_")
+    product = model.products["sales_analytics"]
+    with pytest.raises(ModelError, match="has no role 'auditor'"):
+        product.row_filter("auditor", orders, "true")
+    with pytest.raises(ModelError, match="has no table 'invoices'"):
+        product.row_filter(product.analyst, "invoices", "true")
+    with pytest.raises(ModelError, match="declared twice"):
+        model.data_product("sales_analytics", tables=["other"])
+    with pytest.raises(ModelError, match="needs at least one table"):
+        model.data_product("empty", tables=[])
