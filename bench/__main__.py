@@ -46,11 +46,12 @@ def table_for(result: dict) -> Table:
 
 
 def markdown(results: list[dict]) -> str:
-    lines = [f"# Benchmark results\n\nMachine: {machine()}  \n"
-             f"Run: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}\n"]
+    lines = [f"# Benchmark results\n\nWritten {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} "
+             "from each benchmark's latest full run.\n"]
     for result in results:
         cols = list(result["rows"][0])
-        lines += [f"## {result['benchmark']}\n", "| " + " | ".join(cols) + " |",
+        lines += [f"## {result['benchmark']}\n", f"Machine: {result.get('machine', '?')}  \n"
+                  f"Run: {result.get('run', '?')}\n", "| " + " | ".join(cols) + " |",
                   "|" + "---|" * len(cols)]
         lines += ["| " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v)
                                     for v in row.values()) + " |" for row in result["rows"]]
@@ -93,10 +94,14 @@ def main() -> int:
         if not args.quick:
             RESULTS.mkdir(exist_ok=True)
             (RESULTS / f"{name}.json").write_text(json.dumps(
-                result | {"machine": machine()}, indent=2) + "\n")
-    if not args.quick:
-        (RESULTS / "summary.md").write_text(markdown(results))
-        for result in results:
+                result | {"machine": machine(),
+                          "run": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}"},
+                indent=2) + "\n")
+    if not args.quick:  # the summary covers every benchmark's latest full run
+        latest = [json.loads((RESULTS / f"{name}.json").read_text()) for name in BENCHMARKS
+                  if (RESULTS / f"{name}.json").exists()]
+        (RESULTS / "summary.md").write_text(markdown(latest))
+        for result in latest:
             if result["benchmark"] == "queries":
                 plot_queries(result, RESULTS / "queries.png")
     for problem in problems:
