@@ -59,6 +59,9 @@ def markdown(results: list[dict]) -> str:
             f"{k} = {v:.2f}" for k, v in result["ratios"].items()),
             "", "Checks: " + ", ".join(f"{k}: {'pass' if v else 'FAIL'}"
                                        for k, v in result["checks"].items()), ""]
+        if result.get("targets"):
+            lines += ["Targets: " + ", ".join(f"{k}: {'met' if v else 'missed'}"
+                                              for k, v in result["targets"].items()), ""]
     return "\n".join(lines)
 
 
@@ -90,6 +93,8 @@ def main() -> int:
         console.print(table_for(result))
         console.print("ratios:", {k: round(v, 2) for k, v in result["ratios"].items()})
         console.print("checks:", result["checks"])
+        if result.get("targets"):
+            console.print("targets:", result["targets"])
         problems += gross_regressions(result)
         if not args.quick:
             RESULTS.mkdir(exist_ok=True)
