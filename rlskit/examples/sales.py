@@ -5,21 +5,21 @@ product in two environments of one cluster."""
 
 from __future__ import annotations
 
-from sqlalchemy import Column, ForeignKey, Integer, MetaData, Numeric, String, Table
+from sqlalchemy import Column, ForeignKey, Identity, Integer, MetaData, Numeric, String, Table
 
 from rlskit import Claim, Model
 
 metadata = MetaData()
 customers = Table(
     "customers", metadata,
-    Column("id", Integer, primary_key=True),
+    Column("id", Integer, Identity(), primary_key=True),  # identity: INSERT is enough
     Column("name", String, nullable=False),
     Column("region", String, nullable=False, index=True),
     schema="sales",
 )
 orders = Table(
     "orders", metadata,
-    Column("id", Integer, primary_key=True),
+    Column("id", Integer, Identity(), primary_key=True),
     Column("customer_id", Integer, ForeignKey("sales.customers.id"), nullable=False),
     Column("region", String, nullable=False, index=True),
     Column("amount", Numeric(12, 2), nullable=False),

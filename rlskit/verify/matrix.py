@@ -4,7 +4,10 @@ with none, compared with what the model promises; then the side channels.
 Everything happens in the caller's transaction, each probe in a savepoint that is rolled
 back, so the caller rolls the whole run back at the end. Expected rows come from the
 model's own predicates evaluated, as the same actor, over an unfiltered copy of the table
-(so policies that query other protected tables see what that actor would see).
+(so policies that query other protected tables see what that actor would see). Writes run
+with foreign-key checks (and other replication-origin triggers) off, so that a DELETE of
+referenced rows measures access rather than referential integrity; the side-channel probes
+keep them on.
 """
 
 from __future__ import annotations
@@ -147,16 +150,22 @@ class _Run:
         rows, candidates = sql.Identifier(f"rlskit_rows_{i}"), sql.Identifier(f"rlskit_new_{i}")
         source = sql.Identifier(shape.schema, shape.name)
         for statement in ("CREATE TEMP TABLE {rows} AS SELECT * FROM ONLY {source}",
-                          "CREATE TEMP TABLE {new} (LIKE {source} INCLUDING DEFAULTS)",
+                          "CREATE TEMP TABLE {new} "
+                          "(LIKE {source} INCLUDING DEFAULTS INCLUDING IDENTITY)",
                           "GRANT SELECT ON {rows}, {new} TO PUBLIC"):
             self.conn.execute(sql.SQL(statement).format(rows=rows, new=candidates,
                                                         source=source))
         return rows, candidates
 
     @contextmanager
-    def acting(self, actor: Actor | None, context: str) -> Iterator[None]:
-        """A savepoint, rolled back after, as `actor` with tenant `context` (or none)."""
+    def acting(self, actor: Actor | None, context: str, *, keys: bool = True
+               ) -> Iterator[None]:
+        """A savepoint, rolled back after, as `actor` with tenant `context` (or none).
+        ``keys=False`` switches foreign-key checks off (``session_replication_role``) so
+        that a write measures access, not referential integrity."""
         with self.conn.transaction(force_rollback=True):
+            if not keys:
+                self.conn.execute("SET LOCAL session_replication_role = replica")
             if actor is not None:
                 self.conn.execute(sql.SQL("SET LOCAL ROLE {}").format(
                     sql.Identifier(actor.name)))
@@ -165,9 +174,10 @@ class _Run:
                                   [self.model.setting_name(name), value])
             yield
 
-    def attempt(self, actor: Actor, context: str, work: Callable[[], str]) -> str:
+    def attempt(self, actor: Actor, context: str, work: Callable[[], str], *,
+                keys: bool = True) -> str:
         try:
-            with self.acting(actor, context):
+            with self.acting(actor, context, keys=keys):
                 return work()
         except psycopg.Error as exc:
             return _outcome(exc)
@@ -239,7 +249,7 @@ class _Run:
             touched = [k for k, x in before.items() if after.get(k) != x]
             return _rows(self.labels(relation, shape, touched))
 
-        return self.attempt(actor, context, work)
+        return self.attempt(actor, context, work, keys=False)
 
     def update(self, actor: Actor, relation: str, context: str) -> Observation:
         shape = self.tables[relation]
@@ -307,7 +317,7 @@ class _Run:
                                       list(values.values()))
                     return "inserted"
 
-                actual = self.attempt(actor, context, work)
+                actual = self.attempt(actor, context, work, keys=False)
                 expected = self._expected_insert(actor, relation, context, values)
             parts.append((which, expected, actual))
         return Observation(context, _joined([(w, e) for w, e, _ in parts]),
