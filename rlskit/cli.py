@@ -25,6 +25,7 @@ from .config import Config, load_config, load_model
 from .diff import diff_database, drift_sql
 from .errors import ConfigError, RlskitError
 from .generate import DEFAULT_PG_VERSION, generate_sql
+from .model import Model
 from .server import LocalServer
 
 app = typer.Typer(help="Declare, generate, migrate, test and trust Postgres row-level security.",
@@ -95,6 +96,21 @@ def _database_url(config: Config) -> str:
 DatabaseOption = Annotated[str | None, typer.Option(
     "--database", "-d", help="Database URL (default: RLSKIT_DATABASE_URL, DATABASE_URL, "
     "database_url in [tool.rlskit], else the embedded development server).")]
+def _environment(config: Config, env: str | None, database: str | None
+                 ) -> tuple[Model | None, str | None]:
+    """The model under the environment's role prefix and the environment's database."""
+    if env is None:
+        return None, database
+    environment = config.environment(env)
+    model = load_model(config.model, config.root).with_role_prefix(environment.role_prefix)
+    return model, database or environment.database_url
+
+
+EnvOption = Annotated[str | None, typer.Option(
+    "--env", help="An environment of [tool.rlskit.environments]: its role prefix and its "
+    "database (RLSKIT_<ENV>_DATABASE_URL).")]
+
+
 PgVersionOption = Annotated[int | None, typer.Option(
     help="PostgreSQL major version to write SQL for (offline; default 18).")]
 
@@ -125,6 +141,7 @@ def diff(
         "--database", "-d", help="Database URL (default: RLSKIT_DATABASE_URL, DATABASE_URL, "
         "or database_url in [tool.rlskit]).")] = None,
     model: ModelOption = None,
+    env: EnvOption = None,
 ) -> None:
     """Print the SQL that would bring the database in line with the model; exit 1 on drift.
 
@@ -132,10 +149,12 @@ def diff(
     manage are ignored. The database is not changed.
     """
     config = load_config(model=model, database_url=database)
-    loaded = load_model(config.model, config.root)
-    if not config.database_url:
+    in_env, url = _environment(config, env, database)
+    loaded = in_env or load_model(config.model, config.root)
+    url = url or config.database_url
+    if not url:
         raise ConfigError("no database: pass --database URL or set RLSKIT_DATABASE_URL")
-    with psycopg.connect(config.database_url) as conn:
+    with psycopg.connect(url) as conn:
         changes = diff_database(conn, loaded)
         script = drift_sql(changes, conn.info.server_version // 10000)
     if not changes:
@@ -308,15 +327,21 @@ SqlOption = Annotated[bool, typer.Option("--sql", help="Print the SQL instead of
 
 
 def _move(direction: str, target: str, sql: bool, database: str | None,
-          pg_version: int | None) -> None:
+          pg_version: int | None, env: str | None) -> None:
     from .migrations.commands import migrate as run
 
     config = load_config(database_url=database)
-    url = None if sql else _database_url(config)
+    model, database = _environment(config, env, database)
+    if env is not None and database is None and not sql:
+        raise ConfigError(f"environment {env!r} has no database: set database_url in "
+                          f"[tool.rlskit.environments.{env}] or RLSKIT_{env.upper()}_DATABASE_URL")
+    url = None if sql else (database or _database_url(config))
     with err.status(f"{direction[:-1]}ing to {target}…"):
-        typer.echo(run(direction, config, target, url, pg_version, sql=sql), nl=False)
+        typer.echo(run(direction, config, target, url, pg_version, sql=sql, model=model),
+                   nl=False)
     if not sql:
-        err.print(f"{direction}d to {target}", highlight=False)
+        where = f" ({env})" if env else ""
+        err.print(f"{direction}d to {target}{where}", highlight=False)
 
 
 @app.command()
@@ -326,9 +351,10 @@ def migrate(
     sql: SqlOption = False,
     database: DatabaseOption = None,
     pg_version: PgVersionOption = None,
+    env: EnvOption = None,
 ) -> None:
     """Upgrade the database to TARGET (default: head), in one transaction."""
-    _move("upgrade", target, sql, database, pg_version)
+    _move("upgrade", target, sql, database, pg_version, env)
 
 
 @app.command(context_settings={"ignore_unknown_options": True})
@@ -339,9 +365,10 @@ def downgrade(
     sql: SqlOption = False,
     database: DatabaseOption = None,
     pg_version: PgVersionOption = None,
+    env: EnvOption = None,
 ) -> None:
     """Downgrade the database to TARGET (e.g. -1 or base), in one transaction."""
-    _move("downgrade", target, sql, database, pg_version)
+    _move("downgrade", target, sql, database, pg_version, env)
 
 
 @app.command()

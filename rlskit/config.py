@@ -10,7 +10,7 @@ import importlib
 import os
 import sys
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError, ModelError
@@ -21,7 +21,17 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["Config", "load_config", "load_model"]
+__all__ = ["Config", "Environment", "load_config", "load_model"]
+
+
+@dataclass(frozen=True)
+class Environment:
+    """``[tool.rlskit.environments.<name>]``: the same model under another role prefix, in
+    its own database (``RLSKIT_<NAME>_DATABASE_URL`` overrides the file)."""
+
+    name: str
+    role_prefix: str
+    database_url: str | None
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,14 @@ class Config:
     model: str | None
     database_url: str | None
     migrations: str
+    environments: dict[str, Environment] = field(default_factory=dict)
+
+    def environment(self, name: str) -> Environment:
+        if name not in self.environments:
+            known = ", ".join(sorted(self.environments)) or "none configured"
+            raise ConfigError(f"unknown environment {name!r} (known: {known}); declare it as "
+                              f"[tool.rlskit.environments.{name}] in pyproject.toml")
+        return self.environments[name]
 
     @property
     def state_dir(self) -> Path:
@@ -65,7 +83,21 @@ def load_config(start: Path | None = None, *, model: str | None = None,
         model=model or section.get("model"),
         database_url=database_url or env_url or section.get("database_url"),
         migrations=section.get("migrations", "migrations"),
+        environments=_environments(section.get("environments", {}), pyproject),
     )
+
+
+def _environments(section: object, pyproject: Path | None) -> dict[str, Environment]:
+    if not isinstance(section, dict):
+        raise ConfigError(f"{pyproject}: [tool.rlskit.environments] must be a table")
+    out = {}
+    for name, values in section.items():
+        if not isinstance(values, dict) or not isinstance(values.get("role_prefix"), str):
+            raise ConfigError(f"{pyproject}: [tool.rlskit.environments.{name}] needs "
+                              "role_prefix = \"...\"")
+        url = os.environ.get(f"RLSKIT_{name.upper()}_DATABASE_URL") or values.get("database_url")
+        out[name] = Environment(name, values["role_prefix"], url)
+    return out
 
 
 def _user_frame(exc: BaseException) -> str:

@@ -7,6 +7,7 @@ the role hierarchy). Nothing here knows about SQL generation, Alembic or the CLI
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -574,6 +575,14 @@ class Model:
         return out
 
     # -- names ------------------------------------------------------------------------------
+
+    def with_role_prefix(self, prefix: str) -> Model:
+        """This model in another environment: a copy whose roles carry `prefix` instead."""
+        if not isinstance(prefix, str):
+            raise ModelError(f"role prefix must be a string, got {prefix!r}")
+        other = copy.copy(self)
+        other.role_prefix = prefix
+        return other
 
     def role_name(self, role: Role | str) -> str:
         """The database name of a model role (with the role prefix)."""

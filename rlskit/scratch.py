@@ -3,7 +3,6 @@ definitions by a plain owner role, dropped together with the roles of their pref
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import psycopg
@@ -21,9 +20,7 @@ __all__ = ["create_tables", "drop_database", "install_model", "table_definitions
 
 def with_prefix(model: Model, prefix: str) -> Model:
     """A copy of `model` whose roles are named `prefix` + the model's own names."""
-    renamed = copy.copy(model)
-    renamed.role_prefix = prefix + model.role_prefix
-    return renamed
+    return model.with_role_prefix(prefix + model.role_prefix)
 
 
 def table_definitions(model: Model) -> list[Any]:

@@ -298,3 +298,45 @@ def test_an_op_written_by_hand_without_its_old_state_cannot_be_reversed():
     assert type(created.reverse()) is rls_ops.DropPolicyOp
     assert type(created.reverse().reverse()) is rls_ops.CreatePolicyOp
 
+
+
+def test_the_same_migrations_in_two_environments(tmp_path, rlskit_cluster):
+    """`rlskit migrate --env dev|prod`: one model, one revision, two databases of one cluster,
+    each environment's roles under its own prefix."""
+    with rlskit_cluster.database() as dev, rlskit_cluster.database() as prod:
+        prefixes = {"dev": f"{dev.role_prefix}dev_", "prod": f"{dev.role_prefix}prod_"}
+        env = {**os.environ, "RLSKIT_DEV_DATABASE_URL": dev.url,
+               "RLSKIT_PROD_DATABASE_URL": prod.url}
+        env.pop("RLSKIT_DATABASE_URL", None)
+        (tmp_path / "pyproject.toml").write_text('[project]\nname = "app"\n')
+
+        def rlskit(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run([sys.executable, "-m", "rlskit", *args], cwd=tmp_path,
+                                  env=env, capture_output=True, text=True, timeout=300)
+
+        assert rlskit("init").returncode == 0
+        with (tmp_path / "pyproject.toml").open("a") as f:
+            for name, prefix in prefixes.items():
+                f.write(f'\n[tool.rlskit.environments.{name}]\nrole_prefix = "{prefix}"\n')
+        model_file = tmp_path / "rls_model.py"
+        model_file.write_text(model_file.read_text().replace("# model.tenant_table",
+                                                              "model.tenant_table"))
+        for db in (dev, prod):
+            with db.connect() as conn:
+                conn.execute("CREATE TABLE document (id int PRIMARY KEY, tenant_id uuid)")
+        made = rlskit("revision", "-m", "protect documents", "--database", dev.url)
+        assert made.returncode == 0, made.stderr
+        for name in ("dev", "prod"):
+            done = rlskit("migrate", "--env", name)
+            assert done.returncode == 0, done.stderr
+            assert f"upgraded to head ({name})" in done.stderr
+            assert rlskit("diff", "--env", name).returncode == 0
+        for db, name in ((dev, "dev"), (prod, "prod")):
+            with db.connect() as conn:
+                roles = conn.execute(
+                    "SELECT DISTINCT unnest(polroles::regrole[])::text FROM pg_policy "
+                    "WHERE polrelid = 'document'::regclass AND polroles <> '{0}'").fetchall()
+            assert {r for (r,) in roles} == {f"{prefixes[name]}member"}
+        unknown = rlskit("migrate", "--env", "staging")
+        assert unknown.returncode == 2
+        assert "unknown environment 'staging' (known: dev, prod)" in unknown.stderr
