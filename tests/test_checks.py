@@ -109,6 +109,12 @@ CASES = [
          EVENTS + "ALTER TABLE event_2026 ENABLE ROW LEVEL SECURITY;"
          "ALTER TABLE event_2026 FORCE ROW LEVEL SECURITY;",
          "public.event_2026", "ALTER TABLE public.event_2026 ENABLE ROW LEVEL SECURITY"),
+    Case("RLS018",
+         "CREATE TABLE note (id serial PRIMARY KEY, body text);"
+         "GRANT INSERT ON note TO {member};",
+         "CREATE TABLE note (id serial PRIMARY KEY, body text);"
+         "GRANT INSERT ON note TO {member}; GRANT USAGE ON SEQUENCE note_id_seq TO {member};",
+         "public.note", "GRANT USAGE ON SEQUENCE public.note_id_seq TO {member}"),
     Case("RLS017",
          "ALTER ROLE {app_authenticator} SET app.tenant_id = "
          "'00000000-0000-0000-0000-000000000001';",

@@ -127,6 +127,8 @@ class Facts:
     member_of: dict[str, frozenset[str]] = field(default_factory=dict)
     functions: list[FunctionFacts] = field(default_factory=list)
     defaults: list[SessionDefault] = field(default_factory=list)
+    # (relation, role, sequence): the role may INSERT but not use the serial's sequence
+    blocked_inserts: list[tuple[str, str, str]] = field(default_factory=list)
     exposed_schemas: frozenset[str] = frozenset()
 
     def is_tenant_table(self, rel: Relation) -> bool:

@@ -101,6 +101,21 @@ WHERE {_USER_SCHEMAS}
                   WHERE r.rolname = ANY(%s)
                     AND pg_catalog.has_schema_privilege(r.oid, n.oid, 'USAGE')))"""
 
+# Serial columns (not identity ones) need USAGE on their sequence for INSERT to work.
+_BLOCKED_INSERTS = f"""
+SELECT n.nspname || '.' || c.relname, g.rolname, s.seq
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
+                               AND NOT a.attisdropped AND a.attidentity = ''
+CROSS JOIN LATERAL (SELECT pg_catalog.pg_get_serial_sequence(
+    pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname),
+    a.attname) AS seq) s
+JOIN pg_catalog.pg_roles g ON g.rolname = ANY(%s)
+WHERE c.relkind IN ('r', 'p') AND {_USER_SCHEMAS} AND s.seq IS NOT NULL
+  AND pg_catalog.has_table_privilege(g.oid, c.oid, 'INSERT')
+  AND NOT pg_catalog.has_sequence_privilege(g.oid, s.seq, 'USAGE')
+ORDER BY 1, 2"""
+
 _COMMANDS = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "*": "ALL"}
 
 
@@ -151,5 +166,7 @@ def read_facts(conn: psycopg.Connection, model: Model) -> Facts:
         member_of={k: frozenset(v) for k, v in member_of.items()},
         functions=[FunctionFacts(*row) for row in conn.execute(_FUNCTIONS)],
         defaults=defaults,
+        blocked_inserts=[tuple(row) for row in conn.execute(  # type: ignore[misc]
+            _BLOCKED_INSERTS, [sorted(scope.app_roles)])],
         exposed_schemas=frozenset(exposed),
     )

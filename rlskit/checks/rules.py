@@ -385,3 +385,17 @@ def session_defaults(facts: Facts) -> Iterator[Hit]:
             target += f" IN DATABASE {_quoted(d.database)}"
         yield Hit(d.target, f"sets {d.setting} = {d.value!r} for every session",
                   f"{target} RESET {d.setting}")
+
+
+@rule("RLS018", "warning", "INSERT granted but the serial's sequence is not",
+      "A serial column's default calls nextval(), which needs USAGE on the sequence: every "
+      "INSERT by this role fails with 'permission denied for sequence', so the grant "
+      "promises a write the role can never make.")
+def sequence_not_granted(facts: Facts) -> Iterator[Hit]:
+    direct = {(g.relation, g.grantee) for g in facts.grants if g.privilege == "INSERT"}
+    for relation, role, sequence in facts.blocked_inserts:
+        if (relation, role) not in direct:
+            continue  # it inherits the grant: fixing the role that holds it fixes both
+        yield Hit(relation, f"{role} may INSERT but cannot use {sequence}",
+                  f"GRANT USAGE ON SEQUENCE {sequence} TO {role}, or make the column "
+                  "GENERATED ... AS IDENTITY (INSERT alone is then enough)")
