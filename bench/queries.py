@@ -161,7 +161,7 @@ def _plan_checks(conn: psycopg.Connection, role: str, tenant: str, user: str,
 def run(quick: bool = False) -> dict:
     size = ({"tenants": 50, "items": 50_000, "members": 50} if quick
             else {"tenants": 1000, "items": 2_000_000, "members": 50})
-    rounds, reps, budget = (3, 15, 2.0) if quick else (5, 60, 10.0)
+    rounds, reps, budget = (5, 40, 2.0) if quick else (5, 60, 10.0)
     rng = random.Random(11)
     with tempfile.TemporaryDirectory() as tmp, open_cluster(Path(tmp)) as cluster, \
             cluster.database() as db:
