@@ -14,9 +14,10 @@ from . import objects as o
 from .model import TABLE_PRIVILEGES, Model
 from .sqltext import Privilege, setting_read
 
-__all__ = ["read_catalog"]
+__all__ = ["POLICY_COMMANDS", "read_catalog"]
 
-_COMMANDS = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "*": "ALL"}
+# pg_policy.polcmd -> the command as a policy names it
+POLICY_COMMANDS = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "*": "ALL"}
 
 _ROLES = """
 SELECT r.rolname, r.rolcanlogin, r.rolinherit, r.rolbypassrls,
@@ -157,7 +158,7 @@ def read_catalog(conn: psycopg.Connection, model: Model) -> list[o.DbObject]:
     for schema, table, name, permissive, cmd, pol_roles, using, check, marked in conn.execute(
             _POLICIES, params):
         if marked or (schema, table, name) in declared:
-            out.append(o.Policy(schema, table, name, permissive, _COMMANDS[cmd],
+            out.append(o.Policy(schema, table, name, permissive, POLICY_COMMANDS[cmd],
                                 tuple(pol_roles), using, check))
     view_rows = {oid: rest for oid, *rest in conn.execute(_VIEWS, {"oids": list(views.values())})}
     for (schema, name), oid in views.items():

@@ -33,6 +33,11 @@ __all__ = ["Assignment", "Claim", "DataProduct", "Model", "Policy", "Role", "Tab
 
 COMMANDS = ("SELECT", "INSERT", "UPDATE", "DELETE", "ALL")
 ROW_COMMANDS = ("SELECT", "INSERT", "UPDATE", "DELETE")
+
+
+def row_commands(command: str) -> tuple[str, ...]:
+    """The row commands a policy ``FOR command`` covers (ALL: every one of them)."""
+    return ROW_COMMANDS if command == "ALL" else (command,)
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 VIEW_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
 RESERVED_ROLE_NAMES = {"public", "none", "current_user", "session_user", "current_role"}

@@ -10,7 +10,7 @@ from pglast.stream import maybe_double_quote_name as quote
 
 from . import objects as o
 from .errors import ModelError
-from .model import ROW_COMMANDS, Model, Table
+from .model import ROW_COMMANDS, Model, Table, row_commands
 from .sqltext import policy_expression
 
 __all__ = ["target_objects"]
@@ -118,8 +118,8 @@ def _default_rules(model: Model, table: Table) -> list[o.Policy]:
     covered: set[tuple[str, str]] = set()  # (model role name, command)
     for pol in table.policies:
         if pol.permissive:
-            cmds = ROW_COMMANDS if pol.command == "ALL" else (pol.command,)
-            covered |= {(model.resolve_role(r).name, c) for r in pol.to for c in cmds}
+            covered |= {(model.resolve_role(r).name, c) for r in pol.to
+                        for c in row_commands(pol.command)}
     taken = {p.name for p in table.policies}
     out = []
     granted = sorted(table.grants.items(),

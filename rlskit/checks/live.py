@@ -5,6 +5,7 @@ from __future__ import annotations
 import psycopg
 
 from .. import objects as o
+from ..catalog import POLICY_COMMANDS
 from ..model import Model
 from .facts import PUBLIC, Facts, FunctionFacts, Grant, Relation, RoleFacts, Scope, SessionDefault
 
@@ -116,8 +117,6 @@ WHERE c.relkind IN ('r', 'p') AND {_USER_SCHEMAS} AND s.seq IS NOT NULL
   AND NOT pg_catalog.has_sequence_privilege(g.oid, s.seq, 'USAGE')
 ORDER BY 1, 2"""
 
-_COMMANDS = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "*": "ALL"}
-
 
 def read_facts(conn: psycopg.Connection, model: Model) -> Facts:
     """Everything the lint rules need from the database `conn` is connected to."""
@@ -146,7 +145,7 @@ def read_facts(conn: psycopg.Connection, model: Model) -> Facts:
         member_of.setdefault(member, set()).add(role)
         if usage:
             privileges_of.setdefault(member, set()).add(role)
-    policies = [o.Policy(schema, table, name, permissive, _COMMANDS[cmd], tuple(pol_roles),
+    policies = [o.Policy(schema, table, name, permissive, POLICY_COMMANDS[cmd], tuple(pol_roles),
                          using, check)
                 for schema, table, name, permissive, cmd, pol_roles, using, check
                 in conn.execute(_POLICIES)]

@@ -10,7 +10,7 @@ from pglast import ast, enums
 from pglast.stream import maybe_double_quote_name
 
 from .. import objects as o
-from ..model import ROW_COMMANDS
+from ..model import ROW_COMMANDS, row_commands
 from ..sqltext import SqlTextError, parse_expression
 from .facts import PUBLIC, Facts, Grant, Relation
 
@@ -63,10 +63,6 @@ def _expression(text: str | None) -> ast.Node | None:
         return parse_expression(text)
     except SqlTextError:
         return None
-
-
-def _commands(pol: o.Policy) -> tuple[str, ...]:
-    return ROW_COMMANDS if pol.command == "ALL" else (pol.command,)
 
 
 def _applies(pol: o.Policy, role: str, facts: Facts) -> bool:
@@ -221,7 +217,7 @@ def overlapping_permissive(facts: Facts) -> Iterator[Hit]:
     for pol in facts.policies:
         if pol.permissive:
             for role in pol.roles or (PUBLIC,):
-                for cmd in _commands(pol):
+                for cmd in row_commands(pol.command):
                     groups.setdefault((f"{pol.schema}.{pol.table}", role, cmd),
                                       []).append(pol.name)
     for (table, role, cmd), names in groups.items():
@@ -248,7 +244,7 @@ def open_permissive_on_tenant_table(facts: Facts) -> Iterator[Hit]:
         tenant_cols = (rel.columns or frozenset()) & facts.scope.tenant_columns
         isolated = any(
             not other.permissive and other.schema == pol.schema and other.table == pol.table
-            and set(_commands(pol)) <= set(_commands(other))
+            and set(row_commands(pol.command)) <= set(row_commands(other.command))
             and (not other.roles or set(pol.roles) <= set(other.roles))
             and (not tenant_cols or any(c in (other.using or "") for c in tenant_cols))
             for other in facts.policies)
@@ -321,7 +317,7 @@ def silent_deny(facts: Facts) -> Iterator[Hit]:
         seen.add(key)
         covered = any(
             pol.permissive and f"{pol.schema}.{pol.table}" == g.relation
-            and g.privilege in _commands(pol)
+            and g.privilege in row_commands(pol.command)
             and (not pol.roles or g.grantee != PUBLIC and _applies(pol, g.grantee, facts))
             for pol in facts.policies)
         if not covered:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import objects as o
-from ..model import ROW_COMMANDS, Model
+from ..model import Model, row_commands
 
 __all__ = ["Actor", "Promises", "actors"]
 
@@ -29,10 +29,6 @@ def actors(model: Model, owner: str) -> list[Actor]:
     out += [Actor(model.role_name(name), name, frozenset({model.role_name(name)}))
             for name in model.authenticators]
     return out + [Actor(owner, "owner", frozenset({owner}), owner=True)]
-
-
-def _commands(pol: o.Policy) -> tuple[str, ...]:
-    return ROW_COMMANDS if pol.command == "ALL" else (pol.command,)
 
 
 class Promises:
@@ -84,7 +80,8 @@ class Promises:
         if relation not in self.rls:
             return "true"
         applies = [p for p in self.policies.get(relation, ())
-                   if command in _commands(p) and (not p.roles or set(p.roles) & actor.uses)]
+                   if command in row_commands(p.command)
+                   and (not p.roles or set(p.roles) & actor.uses)]
 
         def text(p: o.Policy) -> str | None:
             return (p.with_check or p.using) if check else p.using
