@@ -293,14 +293,8 @@ class _Run:
                     and target in self.tables and target != relation):
                 fresh[target] = insert_row(self.conn, self.tables[target],
                                            self.candidate(target, tenant))
-        for target, row in fresh.items():
-            self.seeded.rows[target][tag] = row
-        try:
-            return row_values(self.conn, shape, tenant, tag, self.tenant_columns,
-                              self.seeded, self.numbers)
-        finally:
-            for target in fresh:
-                del self.seeded.rows[target][tag]
+        return row_values(self.conn, shape, tenant, tag, self.tenant_columns, self.seeded,
+                          self.numbers, parents=fresh)
 
     def insert(self, actor: Actor, relation: str, context: str) -> Observation:
         """Insert a row for the context's own tenant, then one for the other tenant."""

@@ -4,6 +4,7 @@ following foreign keys, plus a request context per tenant drawn from those rows.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import count
 
@@ -122,10 +123,12 @@ def seed(conn: psycopg.Connection, model: Model, shapes: dict[str, Shape],
 
 
 def row_values(conn: psycopg.Connection, shape: Shape, label: str, row_label: str,
-         tenant_columns: dict[str, str | None], seeded: Seeded, numbers: count
-         ) -> dict[str, str]:
+               tenant_columns: dict[str, str | None], seeded: Seeded, numbers: count,
+               parents: Mapping[str, Mapping[str, str | None]] | None = None
+               ) -> dict[str, str]:
     """Column values (as text) for a new row of `label`'s tenant: its tenant id, keys of
-    the tenant's rows it references, made-up values where a value is required."""
+    the rows it references (`parents` by table, else the tenant's seeded rows), made-up
+    values where a value is required."""
     values: dict[str, str] = {}
     for column in shape.columns:
         if column.name == tenant_columns.get(shape.qualified) and label in seeded.tenants:
@@ -133,7 +136,8 @@ def row_values(conn: psycopg.Connection, shape: Shape, label: str, row_label: st
         elif column.name in shape.references:
             target, target_column = shape.references[column.name]
             source = seeded.rows.get(target, {})
-            row = source.get(row_label) or source.get(f"{label}1")
+            row = ((parents or {}).get(target) or source.get(row_label)
+                   or source.get(f"{label}1"))
             value = row[target_column] if row else _existing(conn, target, target_column)
             if value is not None:
                 values[column.name] = value
