@@ -16,7 +16,8 @@ import random
 import statistics
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -62,40 +63,44 @@ def _round_trips(conn: psycopg.Connection, work: Callable[[], None]) -> int:
         return trace.read().decode().count("\tReadyForQuery")
 
 
-def _interleaved(variants: dict[str, Callable[[int], object]], batch: int, rounds: int,
-                 rates: dict[str, list[float]]) -> None:
-    """Transactions per second of each variant, one round at a time; within a round the
-    variants take turns transaction by transaction, so that the machine's noise hits all of
-    them alike."""
+def _turns(names: list[str], batch: int, rounds: int) -> Iterator[tuple[int, str, int]]:
+    """(round, variant, item) in running order: within a round the variants take turns
+    transaction by transaction, so that the machine's noise hits all of them alike."""
     rng = random.Random(7)
     for r in range(rounds):
-        spent = dict.fromkeys(variants, 0.0)
-        order = _rotated(list(variants), r)
+        order = _rotated(names, r)
         for _ in range(batch):
             item = rng.randint(1, ITEMS)
             for name in order:
-                start = time.perf_counter()
-                variants[name](item)
-                spent[name] += time.perf_counter() - start
-        for name, seconds in spent.items():
-            rates.setdefault(name, []).append(batch / seconds)
+                yield r, name, item
+
+
+def _record(spent: dict[tuple[int, str], float], names: list[str], batch: int, rounds: int,
+            rates: dict[str, list[float]]) -> None:
+    """Transactions per second of each variant in each round."""
+    for r in range(rounds):
+        for name in names:
+            rates.setdefault(name, []).append(batch / spent[r, name])
+
+
+def _interleaved(variants: dict[str, Callable[[int], object]], batch: int, rounds: int,
+                 rates: dict[str, list[float]]) -> None:
+    spent: dict[tuple[int, str], float] = defaultdict(float)
+    for r, name, item in _turns(list(variants), batch, rounds):
+        start = time.perf_counter()
+        variants[name](item)
+        spent[r, name] += time.perf_counter() - start
+    _record(spent, list(variants), batch, rounds, rates)
 
 
 async def _interleaved_async(variants: dict[str, Callable[[int], Awaitable[object]]],
                              batch: int, rounds: int, rates: dict[str, list[float]]) -> None:
-    """`_interleaved` for coroutines."""
-    rng = random.Random(7)
-    for r in range(rounds):
-        spent = dict.fromkeys(variants, 0.0)
-        order = _rotated(list(variants), r)
-        for _ in range(batch):
-            item = rng.randint(1, ITEMS)
-            for name in order:
-                start = time.perf_counter()
-                await variants[name](item)
-                spent[name] += time.perf_counter() - start
-        for name, seconds in spent.items():
-            rates.setdefault(name, []).append(batch / seconds)
+    spent: dict[tuple[int, str], float] = defaultdict(float)
+    for r, name, item in _turns(list(variants), batch, rounds):
+        start = time.perf_counter()
+        await variants[name](item)
+        spent[r, name] += time.perf_counter() - start
+    _record(spent, list(variants), batch, rounds, rates)
 
 
 def run(quick: bool = False) -> dict:
