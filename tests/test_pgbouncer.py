@@ -4,14 +4,20 @@ would travel from one client to the next."""
 from __future__ import annotations
 
 import random
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
 from conftest import Example
 from pgbouncer import pgbouncer
-from test_runtime import COUNT_BY_TENANT, NO_CONTEXT_PROBE, TRANSACTIONS, WORKERS, Tally
+from test_runtime import (
+    COUNT_BY_TENANT,
+    NO_CONTEXT_PROBE,
+    TRANSACTIONS,
+    WORKERS,
+    Tally,
+    in_threads,
+)
 
 from rlskit.context import for_role
 from rlskit.psycopg import transaction
@@ -59,9 +65,5 @@ def test_clients_of_pgbouncer_never_see_another_tenant(busy_example: Example) ->
                 tally.record(tenant, seen, probe, visible)
 
     with bouncer(example, pool_size=3) as url:
-        threads = [threading.Thread(target=client, args=(i, url)) for i in range(WORKERS)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        in_threads(client, url)
     tally.check()

@@ -8,6 +8,8 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 import psycopg
 import pytest
@@ -272,12 +274,17 @@ def test_threads_sharing_a_small_pool_never_see_another_tenant(busy_example: Exa
 
     with ConnectionPool(authenticator_url(example), min_size=POOL_SIZE, max_size=POOL_SIZE,
                         open=True, **pool_options(example.model)) as pool:
-        threads = [threading.Thread(target=worker, args=(i, pool)) for i in range(WORKERS)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        in_threads(worker, pool)
     tally.check()
+
+
+def in_threads(work: Callable[[int, Any], None], shared: Any) -> None:
+    """Run ``work(i, shared)`` for i in range(WORKERS), each in a thread of its own."""
+    threads = [threading.Thread(target=work, args=(i, shared)) for i in range(WORKERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def test_tasks_sharing_a_small_async_pool_never_see_another_tenant(
