@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from .access import connect  # noqa: E402
 from .context import RequestContext, as_context  # noqa: E402
 from .errors import (  # noqa: E402
     ConfigError,
@@ -30,5 +31,6 @@ __all__ = [
     "View",
     "__version__",
     "as_context",
+    "connect",
     "generate_sql",
 ]

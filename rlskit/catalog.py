@@ -11,6 +11,7 @@ from __future__ import annotations
 import psycopg
 
 from . import objects as o
+from .access.store import STORE_COMMENT
 from .model import TABLE_PRIVILEGES, Model
 from .sqltext import Privilege, setting_read
 
@@ -94,6 +95,11 @@ WHERE n.nspname = %(helpers)s
 ORDER BY 2"""
 
 
+_ACCESS_STORE = """
+SELECT pg_catalog.obj_description(
+    pg_catalog.to_regclass(pg_catalog.format('%%I.access_grant', %(helpers)s::text)), 'pg_class')"""
+
+
 def privilege_key(priv: Privilege) -> tuple[int, tuple[str, ...]]:
     """Canonical order of privileges: as in TABLE_PRIVILEGES, table-wide before columns."""
     return TABLE_PRIVILEGES.index(priv.name), priv.columns
@@ -137,6 +143,9 @@ def read_catalog(conn: psycopg.Connection, model: Model) -> list[o.DbObject]:
         setting, prefix = setting_read(definition) or (None, "")
         out.append(o.HelperFunction(schema, name, returns, setting, prefix,
                                     definition=definition, arguments=args))
+    (comment,) = conn.execute(_ACCESS_STORE, params).fetchone()
+    if comment is not None and comment.startswith(STORE_COMMENT):
+        out.append(o.AccessStore(model.helpers_schema, comment[len(STORE_COMMENT):]))
     out += [o.Role(name, login, inherit, bypass,
                    tuple(sorted(tuple(c.split("=", 1)) for c in settings)), limit)
             for name, login, inherit, bypass, settings, limit in conn.execute(_ROLES, params)]

@@ -25,6 +25,7 @@ CLAIM_TYPES = {
     "bigint": "bigint",
     "boolean": "boolean",
     "bool": "boolean",
+    "text[]": "text[]",  # a list of strings, e.g. the caller's groups
 }
 _INTEGER_RANGE = {"integer": 2**31, "bigint": 2**63}
 _DIGITS = re.compile(r"^-?[0-9]+$")
@@ -91,8 +92,13 @@ class Claim:
         return ".".join(self.keys)
 
     def coerce(self, value: Any) -> Any:
-        """`value` as a Python value of the claim's type (UUID, int, bool or str)."""
+        """`value` as a Python value of the claim's type (UUID, int, bool, str, or a tuple
+        of str for ``text[]``)."""
         kind = self.sql_type
+        if kind == "text[]":
+            if not isinstance(value, (list, tuple)):
+                raise ClaimValueError(f"must be a list of strings, got {_show(value)}")
+            return tuple(_text(item) for item in value)
         if kind == "uuid":
             if isinstance(value, uuid.UUID):
                 return value
@@ -117,17 +123,26 @@ class Claim:
             if isinstance(value, str) and value.lower() in ("true", "false"):
                 return value.lower() == "true"
             raise ClaimValueError(f"must be a boolean, got {_show(value)}")
-        if not isinstance(value, str):
-            raise ClaimValueError(f"must be a string, got {_show(value)}")
-        if "\x00" in value:
-            raise ClaimValueError("must not contain a NUL character")
-        return value
+        return _text(value)
 
     def setting_text(self, value: Any) -> str:
-        """A coerced value as the text of its session setting."""
+        """A coerced value as the text of its session setting (an array literal for
+        ``text[]``)."""
         if isinstance(value, bool):
             return "true" if value else "false"
+        if isinstance(value, tuple):
+            quoted = ('"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                      for item in value)
+            return "{" + ",".join(quoted) + "}"
         return str(value)
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ClaimValueError(f"must be a string, got {_show(value)}")
+    if "\x00" in value:
+        raise ClaimValueError("must not contain a NUL character")
+    return value
 
 
 def _show(value: Any) -> str:

@@ -441,3 +441,6 @@ def db_status() -> None:
 def db_url() -> None:
     """Print the development server's superuser connection URL."""
     typer.echo(_dev_server(load_config()).url())
+
+
+from . import cli_access  # noqa: E402,F401  (registers `rlskit access` and `rlskit connect`)

@@ -12,9 +12,13 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError, ModelError
 from .model import Model
+
+if TYPE_CHECKING:
+    from .jwt import Verifier
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -41,6 +45,7 @@ class Config:
     database_url: str | None
     migrations: str
     environments: dict[str, Environment] = field(default_factory=dict)
+    jwt: dict = field(default_factory=dict)  # [tool.rlskit.jwt]
 
     def environment(self, name: str) -> Environment:
         if name not in self.environments:
@@ -48,6 +53,30 @@ class Config:
             raise ConfigError(f"unknown environment {name!r} (known: {known}); declare it as "
                               f"[tool.rlskit.environments.{name}] in pyproject.toml")
         return self.environments[name]
+
+    def verifier(self) -> Verifier:
+        """The token verifier of ``[tool.rlskit.jwt]``: one of ``secret_env`` (the name
+        of an environment variable holding the shared secret), ``public_key_file`` or
+        ``jwks_url``; optional ``audience``, ``issuer``, ``algorithms``, ``leeway``."""
+        from .jwt import Verifier
+
+        options = dict(self.jwt)
+        known = {"secret_env", "public_key_file", "jwks_url", "audience", "issuer",
+                 "algorithms", "leeway"}
+        if not options or set(options) - known:
+            raise ConfigError("[tool.rlskit.jwt] must set one of secret_env, public_key_file, "
+                              f"jwks_url (allowed keys: {', '.join(sorted(known))})")
+        if "secret_env" in options:
+            name = options.pop("secret_env")
+            if not os.environ.get(name):
+                raise ConfigError(f"[tool.rlskit.jwt] secret_env: ${name} is not set")
+            options["secret"] = os.environ[name]
+        if "public_key_file" in options:
+            path = self.root / options.pop("public_key_file")
+            if not path.is_file():
+                raise ConfigError(f"[tool.rlskit.jwt] public_key_file: no file {path}")
+            options["public_key"] = path.read_bytes()
+        return Verifier(**options)
 
     @property
     def state_dir(self) -> Path:
@@ -84,7 +113,14 @@ def load_config(start: Path | None = None, *, model: str | None = None,
         database_url=database_url or env_url or section.get("database_url"),
         migrations=section.get("migrations", "migrations"),
         environments=_environments(section.get("environments", {}), pyproject),
+        jwt=_table(section.get("jwt", {}), pyproject, "jwt"),
     )
+
+
+def _table(value: object, pyproject: Path | None, name: str) -> dict:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{pyproject}: [tool.rlskit.{name}] must be a table")
+    return value
 
 
 def _environments(section: object, pyproject: Path | None) -> dict[str, Environment]:

@@ -26,6 +26,7 @@ __all__ = [
     "RequestContext",
     "anonymous",
     "as_context",
+    "claim_values",
     "current",
     "for_role",
     "from_claims",
@@ -58,6 +59,14 @@ def from_claims(model: Model, claims: Mapping[str, Any], *, role: str | None = N
                 ) -> RequestContext:
     """The context of a caller whose verified token holds `claims`; `role` requests one of
     the roles the model gives that caller (default: the one that inherits all the others)."""
+    values = claim_values(model, claims)
+    chosen = _select_role(model, claims, values, role)
+    return _context(model, chosen, values)
+
+
+def claim_values(model: Model, claims: Mapping[str, Any]) -> dict[str, Any]:
+    """The model's context values in a verified token's claims, typed (absent optional
+    claims are left out)."""
     if not isinstance(claims, Mapping):
         raise ContextError(f"claims must be a JSON object, got {type(claims).__name__}")
     values = {}
@@ -72,8 +81,7 @@ def from_claims(model: Model, claims: Mapping[str, Any], *, role: str | None = N
             values[name] = claim.coerce(raw)
         except ValueError as exc:
             raise ContextError(f"claim {claim.label!r} {exc}") from None
-    chosen = _select_role(model, claims, values, role)
-    return _context(model, chosen, values)
+    return values
 
 
 def from_token(model: Model, verifier: Verifier, token: str | None, *,

@@ -12,6 +12,7 @@ from functools import singledispatch
 from psycopg import sql
 
 from . import objects as o
+from .access.store import create_store, drop_store
 from .render import Ident, render
 from .sqltext import Privilege
 
@@ -64,6 +65,11 @@ def _(obj: o.HelperFunction, pg_version: int) -> list[sql.Composable]:
         ).format(signature, sql.SQL(obj.returns), value),
         sql.SQL("COMMENT ON FUNCTION {} IS {}").format(signature, sql.Literal(o.MARKER)),
     ]
+
+
+@create.register
+def _(obj: o.AccessStore, pg_version: int) -> list[sql.Composable]:
+    return create_store(obj.schema, obj.settings_prefix)
 
 
 @create.register
@@ -206,6 +212,11 @@ def _(obj: o.Schema, pg_version: int) -> list[sql.Composable]:
 def _(obj: o.HelperFunction, pg_version: int) -> list[sql.Composable]:
     return [sql.SQL("DROP FUNCTION IF EXISTS {}({})").format(Ident(obj.schema, obj.name),
                                                               sql.SQL(obj.arguments))]
+
+
+@drop.register
+def _(obj: o.AccessStore, pg_version: int) -> list[sql.Composable]:
+    return drop_store(obj.schema)
 
 
 @drop.register
@@ -357,5 +368,6 @@ def _(obj: o.Membership, pg_version: int) -> list[sql.Composable]:
 
 
 @update.register(o.HelperFunction)
+@update.register(o.AccessStore)
 def _(obj: o.DbObject, pg_version: int) -> list[sql.Composable]:
     return create(obj, pg_version)  # CREATE OR REPLACE

@@ -22,8 +22,8 @@ from .target import target_objects
 
 __all__ = ["Change", "compare", "diff_database", "drift_sql"]
 
-_KIND_ORDER = [o.Schema, o.HelperFunction, o.Role, o.Membership, o.SchemaUsage, o.TableGrant,
-               o.RowSecurity, o.Policy, o.View]
+_KIND_ORDER = [o.Schema, o.HelperFunction, o.AccessStore, o.Role, o.Membership, o.SchemaUsage,
+               o.TableGrant, o.RowSecurity, o.Policy, o.View]
 
 
 @dataclass(frozen=True)

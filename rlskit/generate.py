@@ -18,6 +18,7 @@ DEFAULT_PG_VERSION = 18
 _SECTIONS: list[tuple[type, str]] = [
     (o.Schema, "Helper schema"),
     (o.HelperFunction, "Request-context helpers (fail closed: NULL when unset or empty)"),
+    (o.AccessStore, "Data products: who holds which role (grants as data)"),
     (o.Role, "Roles (cluster-wide: created only when missing)"),
     (o.Membership, "Role hierarchy and authenticator memberships"),
     (o.SchemaUsage, "Schema usage"),

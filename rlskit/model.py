@@ -247,6 +247,10 @@ class DataProduct:
         target.policies.remove(default)
         return target.policy(name, command=default.command, to=default.to, using=using)
 
+    def role(self, kind: str) -> Role:
+        """The product's `kind` role: ``analyst``, ``engineer`` or ``owner``."""
+        return getattr(self, self._kind(kind))
+
     def _kind(self, role: Role | str) -> str:
         for kind in ("analyst", "engineer", "owner"):
             own = getattr(self, kind)
@@ -605,9 +609,10 @@ class Model:
     def setting_name(self, context: str) -> str:
         return f"{self.settings_prefix}.{context}"
 
-    @staticmethod
-    def reserved_policy_names(table: Table) -> set[str]:
+    def reserved_policy_names(self, table: Table) -> set[str]:
         names = {"tenant_isolation"} if table.tenant_column else set()
+        if any(table in product.tables for product in self.products.values()):
+            names.add("product_access")
         return names
 
     @property

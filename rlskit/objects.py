@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from .sqltext import Privilege
 
 __all__ = [
+    "AccessStore",
     "DbObject",
     "HelperFunction",
     "Membership",
@@ -58,6 +59,19 @@ class HelperFunction:
     @property
     def key(self) -> tuple:
         return ("function", self.schema, self.name)
+
+
+@dataclass(frozen=True)
+class AccessStore:
+    """The grants store of data products (tables and functions, see `rlskit.access.store`)
+    in the helpers schema, reading the request context under `settings_prefix`."""
+
+    schema: str
+    settings_prefix: str
+
+    @property
+    def key(self) -> tuple:
+        return ("access store", self.schema)
 
 
 @dataclass(frozen=True)
@@ -153,8 +167,8 @@ class View:
 
 
 DbObject = (
-    Schema | HelperFunction | Role | Membership | SchemaUsage | TableGrant | RowSecurity
-    | Policy | View
+    Schema | HelperFunction | AccessStore | Role | Membership | SchemaUsage | TableGrant
+    | RowSecurity | Policy | View
 )
 
 

@@ -16,6 +16,7 @@ from .sqltext import policy_expression
 __all__ = ["target_objects"]
 
 TENANT_CONTEXT = "tenant_id"
+PRODUCT_ACCESS = "product_access"  # the restrictive policy on every data product table
 
 
 def target_objects(model: Model, pg_version: int) -> list[o.DbObject]:
@@ -26,6 +27,8 @@ def target_objects(model: Model, pg_version: int) -> list[o.DbObject]:
                          f"model.context({TENANT_CONTEXT}=Claim(...))")
     out: list[o.DbObject] = [o.Schema(model.helpers_schema)]
     out += _helpers(model)
+    if model.products:
+        out.append(o.AccessStore(model.helpers_schema, model.settings_prefix))
     out += [o.Role(model.role_name(r), login=r.login, inherit=not r.login, settings=r.limits,
                    connection_limit=-1 if r.connection_limit is None else r.connection_limit)
             for r in model.roles.values()]
@@ -94,6 +97,12 @@ def _schema_usage(model: Model) -> list[o.SchemaUsage]:
 
 def _policies(model: Model, table: Table) -> list[o.Policy]:
     out = []
+    if any(table in product.tables for product in model.products.values()):
+        # who holds a product role is data: checked on every statement (see access.store)
+        _, held = policy_expression(f"{quote(model.helpers_schema)}.holds(CURRENT_USER)",
+                                    model.helpers_schema)
+        out.append(o.Policy(table.schema, table.name, PRODUCT_ACCESS, permissive=False,
+                            command="ALL", roles=(), using=held, with_check=held))
     if table.tenant_column:
         schema = model.helpers_schema
         _, check = policy_expression(

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg import errors, sql
 
-from rlskit import ModelError
+from rlskit import ModelError, access
 from rlskit.context import for_role
 from rlskit.diff import diff_database
 from rlskit.examples.sales import build_model, orders
@@ -121,12 +121,17 @@ def test_dev_and_prod_share_the_cluster_without_interference(dev, prod):
 
 def test_an_analysts_statement_timeout_cuts_a_long_query(dev):
     dev.model.roles["sales_analytics_analyst"].limits = (("statement_timeout", "200ms"),)
-    ctx = for_role(dev.model, "sales_analytics_analyst")
+    with dev.db.connect() as conn:
+        for kind in ("analyst", "engineer"):
+            access.grant(conn, dev.model, "sales_analytics", kind,
+                         access.grantee(dev.model, user="u-1"), "timeout test")
+    ctx = for_role(dev.model, "sales_analytics_analyst", user_id="u-1")
     gateway = dev.model.role_name("analytics_gateway")
     with dev.db.connect(user=gateway) as conn:
         with pytest.raises(errors.QueryCanceled), transaction(conn, ctx):
             conn.execute("SELECT pg_sleep(3) FROM sales.orders")
-        with transaction(conn, for_role(dev.model, "sales_analytics_engineer")):
+        with transaction(conn, for_role(dev.model, "sales_analytics_engineer",
+                                        user_id="u-1")):
             assert len(conn.execute("SELECT pg_sleep(0.1) FROM sales.orders").fetchall()) == 3
 
 

@@ -31,6 +31,8 @@ def build_model(environment: str = "dev_") -> Model:
     """The data product with the environment's role prefix (``dev_``, ``prod_``)."""
     model = Model(schema="sales", role_prefix=environment)
     model.context(user_id=Claim("sub", type="text", required=False),
+                  groups=Claim("groups", type="text[]", required=False),
+                  department=Claim("department", type="text", required=False),
                   region=Claim("region", type="text", required=False))
     product = model.data_product("sales_analytics", tables=[orders, customers])
     for table in (orders, customers):

@@ -32,13 +32,15 @@ PLUGIN = "rlskit"
 
 _CREATE: dict[type, type[ops.RlsOp]] = {
     o.Schema: ops.CreateSchemaOp, o.HelperFunction: ops.CreateHelpersOp,
-    o.Role: ops.CreateRoleOp, o.Membership: ops.GrantRoleOp, o.SchemaUsage: ops.GrantOp,
+    o.AccessStore: ops.CreateAccessStoreOp, o.Role: ops.CreateRoleOp,
+    o.Membership: ops.GrantRoleOp, o.SchemaUsage: ops.GrantOp,
     o.TableGrant: ops.GrantOp, o.RowSecurity: ops.EnableRlsOp, o.Policy: ops.CreatePolicyOp,
     o.View: ops.CreateViewOp,
 }
 _DROP: dict[type, type[ops.RlsOp]] = {
     o.Schema: ops.DropSchemaOp, o.HelperFunction: ops.DropHelpersOp,
-    o.Role: ops.DropRoleOp, o.Membership: ops.RevokeRoleOp, o.SchemaUsage: ops.RevokeOp,
+    o.AccessStore: ops.DropAccessStoreOp, o.Role: ops.DropRoleOp,
+    o.Membership: ops.RevokeRoleOp, o.SchemaUsage: ops.RevokeOp,
     o.TableGrant: ops.RevokeOp, o.RowSecurity: ops.DisableRlsOp, o.Policy: ops.DropPolicyOp,
     o.View: ops.DropViewOp,
 }
@@ -66,7 +68,8 @@ def _alter_ops(old: o.DbObject, new: o.DbObject) -> list[ops.RlsOp]:
         clauses = policy_delta(old, new) or {}
         return [ops.AlterPolicyOp(new, existing=old, clauses=list(clauses))]
     kind = {o.Role: ops.AlterRoleOp, o.Membership: ops.GrantRoleOp,
-            o.HelperFunction: ops.ReplaceHelpersOp, o.View: ops.ReplaceViewOp}[type(new)]
+            o.HelperFunction: ops.ReplaceHelpersOp, o.AccessStore: ops.ReplaceAccessStoreOp,
+            o.View: ops.ReplaceViewOp}[type(new)]
     return [kind(_wrap(new), existing=_wrap(old))]
 
 

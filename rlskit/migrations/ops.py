@@ -188,6 +188,48 @@ class DropHelpersOp(_HelpersOp):
 CreateHelpersOp.undo = DropHelpersOp
 
 
+class _AccessStoreOp(RlsOp):
+    noun = "access store"
+
+    def arguments(self) -> tuple[list[Any], dict[str, Any]]:
+        return [self.obj.schema], {"settings_prefix": self.obj.settings_prefix}
+
+    @classmethod
+    def invoke(cls, operations: Operations, schema: str, *, settings_prefix: str) -> None:
+        """The data products' grants store in `schema` (tables ``access_grant`` and
+        ``access_log`` and the functions that read and write them)."""
+        operations.invoke(cls(o.AccessStore(schema, settings_prefix)))
+
+    def statements(self, pg_version: int) -> list[sql.Composable]:
+        return self.ddl(self.obj, pg_version)
+
+    ddl = staticmethod(create)
+
+
+@_register
+class CreateAccessStoreOp(_AccessStoreOp):
+    name, sign = "create_access_store", "+"
+
+
+@_register
+class ReplaceAccessStoreOp(_AccessStoreOp):
+    """Replace the store's functions in place; its tables and grants stay."""
+
+    name, sign = "replace_access_store", "~"
+    ddl = staticmethod(update)
+
+
+@_register
+class DropAccessStoreOp(_AccessStoreOp):
+    """Drop the store, and with it every grant recorded in it."""
+
+    name, sign, undo = "drop_access_store", "-", CreateAccessStoreOp
+    ddl = staticmethod(drop)
+
+
+CreateAccessStoreOp.undo = DropAccessStoreOp
+
+
 # -- roles and memberships -------------------------------------------------------------------
 
 

@@ -1,0 +1,210 @@
+"""The grants store: who holds which data-product role, as data in the helpers schema.
+
+Two tables — ``access_grant`` (one row per grant to a user, a group or an attribute rule)
+and ``access_log`` (every grant and revoke: who, when, why) — and the functions that are
+the only way to read and write them:
+
+- ``holds(role)``: does the caller hold `role`? A login that natively inherits it does;
+  otherwise a grant must match the request context (``<prefix>.user_id``,
+  ``<prefix>.groups``, ``<prefix>.<attribute>``). Product tables carry a restrictive
+  policy calling it, so a grant or revoke counts from the next statement, without a deploy.
+- ``roles_held()``: the product roles the request context holds (what the runtime reads).
+- ``grant_access(...)`` / ``revoke_access(...)``: checked in the database — the role must
+  exist, the session user must hold it WITH ADMIN (the product owner does), an attribute
+  must be one of the model's context helpers. A grant to a user who is a database login
+  is mirrored as a real ``GRANT role TO login``, so ``psql`` works too.
+- ``access_grants()`` (everyone, like ``pg_auth_members``) and ``access_history()`` (the
+  log of the roles the session user administers).
+
+Nothing here names a role, so one revision serves every environment's role prefix.
+"""
+
+from __future__ import annotations
+
+from psycopg import sql
+
+from ..objects import MARKER
+from ..render import Ident
+
+__all__ = ["FUNCTIONS", "GRANT_KINDS", "STORE_COMMENT", "create_store", "drop_store"]
+
+GRANT_KINDS = ("user", "group", "attribute")
+STORE_COMMENT = "managed by rlskit: access grants, settings prefix "
+FUNCTIONS = {  # name -> identity arguments, as pg_get_function_identity_arguments prints
+    "access_history": "",
+    "access_grants": "",
+    "revoke_access": "target name, kind text, subject text, value text, reason text",
+    "grant_access": "target name, kind text, subject text, value text, reason text",
+    "holds": "target name",
+    "roles_held": "",
+}
+_DEFINER = "SECURITY DEFINER SET search_path = pg_catalog, pg_temp"
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS {grants} (
+    role name NOT NULL,
+    kind text NOT NULL CHECK (kind IN ('user', 'group', 'attribute')),
+    subject text NOT NULL CHECK (subject <> ''),
+    value text NOT NULL DEFAULT '',
+    granted_by name NOT NULL DEFAULT session_user,
+    granted_at timestamptz NOT NULL DEFAULT now(),
+    reason text NOT NULL CHECK (reason <> ''),
+    PRIMARY KEY (role, kind, subject, value))
+;CREATE TABLE IF NOT EXISTS {log} (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at timestamptz NOT NULL DEFAULT now(),
+    actor name NOT NULL DEFAULT session_user,
+    action text NOT NULL CHECK (action IN ('grant', 'revoke')),
+    role name NOT NULL,
+    kind text NOT NULL,
+    subject text NOT NULL,
+    value text NOT NULL,
+    reason text NOT NULL)
+;REVOKE ALL ON {grants}, {log} FROM PUBLIC
+;COMMENT ON TABLE {grants} IS {comment}"""
+
+_ROLES_HELD = """
+CREATE OR REPLACE FUNCTION {schema}.roles_held() RETURNS SETOF name
+LANGUAGE sql STABLE {definer}
+BEGIN ATOMIC
+  SELECT DISTINCT g.role FROM {grants} g
+  WHERE (g.kind = 'user' AND g.subject = pg_catalog.current_setting({user}, true))
+     OR (g.kind = 'group' AND g.subject = ANY (CAST(NULLIF(
+           pg_catalog.current_setting({groups}, true), '') AS text[])))
+     OR (g.kind = 'attribute' AND g.value = pg_catalog.current_setting({prefix} || g.subject,
+                                                                       true))
+  ORDER BY 1;
+END"""
+
+_HOLDS = """
+CREATE OR REPLACE FUNCTION {schema}.holds(target name) RETURNS boolean
+LANGUAGE sql STABLE {definer}
+RETURN pg_catalog.pg_has_role(session_user, target, 'USAGE')
+    OR target IN (SELECT r FROM {schema}.roles_held() r)"""
+
+_ACCESS_GRANTS = """
+CREATE OR REPLACE FUNCTION {schema}.access_grants()
+RETURNS TABLE (role name, kind text, subject text, value text, granted_by name,
+               granted_at timestamptz, reason text)
+LANGUAGE sql STABLE {definer}
+BEGIN ATOMIC
+  SELECT g.role, g.kind, g.subject, g.value, g.granted_by, g.granted_at, g.reason
+  FROM {grants} g ORDER BY 1, 2, 3, 4;
+END"""
+
+_ACCESS_HISTORY = """
+CREATE OR REPLACE FUNCTION {schema}.access_history()
+RETURNS TABLE (at timestamptz, actor name, action text, role name, kind text, subject text,
+               value text, reason text)
+LANGUAGE sql STABLE {definer}
+BEGIN ATOMIC
+  SELECT l.at, l.actor, l.action, l.role, l.kind, l.subject, l.value, l.reason
+  FROM {log} l
+  WHERE pg_catalog.pg_has_role(session_user, l.role, 'MEMBER WITH ADMIN OPTION')
+  ORDER BY l.id;
+END"""
+
+_CHANGE_ACCESS = """
+CREATE OR REPLACE FUNCTION {schema}.{name}(
+    target name, kind text, subject text, value text, reason text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE {definer}
+AS {body}"""
+
+_CHECKS = """
+#variable_conflict use_variable
+BEGIN
+  IF pg_catalog.to_regrole(pg_catalog.quote_ident(target)) IS NULL THEN
+    RAISE EXCEPTION 'role % does not exist', target USING ERRCODE = 'undefined_object';
+  END IF;
+  IF NOT pg_catalog.pg_has_role(session_user, target, 'MEMBER WITH ADMIN OPTION') THEN
+    RAISE EXCEPTION '% may not {verb} %: that takes ADMIN on the role (its product''s '
+      'owner role has it)', session_user, target USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  IF kind IS NULL OR kind NOT IN ('user', 'group', 'attribute') THEN
+    RAISE EXCEPTION 'a grant is to a user, a group or an attribute, not %', kind
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF kind = 'attribute' AND NOT EXISTS (
+      SELECT FROM pg_catalog.pg_proc p
+      WHERE p.pronamespace = CAST({schema_name} AS regnamespace) AND p.proname = subject
+        AND p.pronargs = 0 AND pg_catalog.obj_description(p.oid, 'pg_proc') = {marker}) THEN
+    RAISE EXCEPTION 'unknown attribute %: the model declares no such context', subject
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF kind <> 'attribute' AND value <> '' THEN
+    RAISE EXCEPTION 'only an attribute rule has a value' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+"""
+
+_GRANT_BODY = _CHECKS + """
+  INSERT INTO {grants} (role, kind, subject, value, reason)
+  VALUES (target, kind, subject, value, reason) ON CONFLICT DO NOTHING;
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  INSERT INTO {log} (action, role, kind, subject, value, reason)
+  VALUES ('grant', target, kind, subject, value, reason);
+  IF kind = 'user' AND EXISTS (SELECT FROM pg_catalog.pg_roles
+                               WHERE rolname = subject AND rolcanlogin) THEN
+    EXECUTE pg_catalog.format('GRANT %I TO %I', target, subject);
+  END IF;
+  RETURN true;
+END"""
+
+_REVOKE_BODY = _CHECKS + """
+  DELETE FROM {grants} g WHERE (g.role, g.kind, g.subject, g.value)
+                             = (target, kind, subject, value);
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  INSERT INTO {log} (action, role, kind, subject, value, reason)
+  VALUES ('revoke', target, kind, subject, value, reason);
+  IF kind = 'user' AND EXISTS (SELECT FROM pg_catalog.pg_roles
+                               WHERE rolname = subject AND rolcanlogin) THEN
+    IF pg_catalog.pg_has_role(subject, target, 'MEMBER') THEN
+      EXECUTE pg_catalog.format('REVOKE %I FROM %I', target, subject);
+    END IF;
+  END IF;
+  RETURN true;
+END"""
+
+
+def _dollar(body: str) -> str:
+    tag = "rlskit"
+    while f"${tag}$" in body:
+        tag += "_"
+    return f"${tag}${body}${tag}$"
+
+
+def create_store(schema: str, settings_prefix: str) -> list[sql.Composable]:
+    """Create the store (tables only if missing, functions replaced): running it again
+    keeps every grant, so it also serves as the in-place update."""
+    names = {
+        "schema": Ident(schema), "grants": Ident(schema, "access_grant"),
+        "log": Ident(schema, "access_log"), "definer": sql.SQL(_DEFINER),
+        "prefix": sql.Literal(settings_prefix + "."),
+        "user": sql.Literal(f"{settings_prefix}.user_id"),
+        "groups": sql.Literal(f"{settings_prefix}.groups"),
+        "comment": sql.Literal(STORE_COMMENT + settings_prefix),
+        "schema_name": sql.Literal(schema), "marker": sql.Literal(MARKER),
+    }
+    out: list[sql.Composable] = [sql.SQL(s).format(**names)
+                                 for s in _TABLES.split(";") if s.strip()]
+    out += [sql.SQL(text).format(**names)
+            for text in (_ROLES_HELD, _HOLDS, _ACCESS_GRANTS, _ACCESS_HISTORY)]
+    for name, body, verb in (("grant_access", _GRANT_BODY, "grant"),
+                             ("revoke_access", _REVOKE_BODY, "revoke")):
+        text = sql.SQL(body.replace("{verb}", verb)).format(**names).as_string()
+        out.append(sql.SQL(_CHANGE_ACCESS).format(name=sql.Identifier(name),
+                                                  body=sql.SQL(_dollar(text)), **names))
+    return out
+
+
+def drop_store(schema: str) -> list[sql.Composable]:
+    """Drop the store's functions, then its tables (and every grant in them)."""
+    out: list[sql.Composable] = [
+        sql.SQL("DROP FUNCTION IF EXISTS {}({})").format(Ident(schema, name), sql.SQL(args))
+        for name, args in FUNCTIONS.items()]
+    out += [sql.SQL("DROP TABLE IF EXISTS {}").format(Ident(schema, table))
+            for table in ("access_log", "access_grant")]
+    return out

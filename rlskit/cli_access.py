@@ -1,0 +1,223 @@
+"""``rlskit access …`` and ``rlskit connect``: who holds a data product's roles.
+
+Thin over `rlskit.access`: the database checks every change (the session user must
+administer the role) and keeps the audit trail; these commands pick the environment,
+print tables or JSON, and turn refusals into one sentence with exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from typing import Annotated
+
+import psycopg
+import typer
+from rich.table import Table
+
+from . import access
+from .cli import (
+    DatabaseOption,
+    EnvOption,
+    Format,
+    ModelOption,
+    _database_url,
+    _environment,
+    app,
+    err,
+    handled,
+    out,
+)
+from .config import Config, load_config, load_model
+from .context import claim_values
+from .errors import ConfigError
+from .model import Model
+
+access_app = typer.Typer(
+    help="Who holds a data product's roles: grants to users, groups and attribute rules, "
+         "kept as data in the database with an audit trail.", no_args_is_help=True)
+app.add_typer(access_app, name="access")
+
+UserOption = Annotated[str | None, typer.Option("--user", help="A user id (the token's "
+                                                "user_id) or a database login.")]
+GroupOption = Annotated[str | None, typer.Option("--group", help="A group in the token's "
+                                                 "groups claim.")]
+AttributeOption = Annotated[str | None, typer.Option(
+    "--attribute", help="An attribute rule, name=value over the model's context "
+                        "(e.g. department=Finance).")]
+ReasonOption = Annotated[str, typer.Option("--reason", help="Why (kept in the audit trail).")]
+
+
+def _target(config: Config, env: str | None, database: str | None) -> tuple[Model, str]:
+    """The model (under the environment's prefix) and the database to work on."""
+    in_env, url = _environment(config, env, database)
+    if env is not None and url is None:
+        raise ConfigError(f"environment {env!r} has no database: set database_url in "
+                          f"[tool.rlskit.environments.{env}] or "
+                          f"RLSKIT_{env.upper()}_DATABASE_URL")
+    return in_env or load_model(config.model, config.root), url or _database_url(config)
+
+
+def _change(verb: str, product: str, role: str, user: str | None, group: str | None,
+            attribute: str | None, reason: str, database: str | None, model: str | None,
+            env: str | None) -> None:
+    config = load_config(model=model, database_url=database)
+    loaded, url = _target(config, env, database)
+    who = access.grantee(loaded, user=user, group=group, attribute=attribute)
+    target = access.product_role(loaded, product, role)
+    with psycopg.connect(url) as conn:
+        if verb == "grant":
+            done = access.grant(conn, loaded, product, role, who, reason)
+            err.print(f"granted {target} to {who}" if done else
+                      f"{who} already holds {target}; nothing changed", highlight=False)
+        else:
+            access.revoke(conn, loaded, product, role, who, reason)
+            err.print(f"revoked {target} from {who} (from its next transaction)",
+                      highlight=False)
+
+
+@access_app.command("grant")
+@handled
+def grant_command(
+    product: Annotated[str, typer.Argument(help="The data product.")],
+    role: Annotated[str, typer.Argument(help="analyst, engineer or owner.")],
+    reason: ReasonOption,
+    user: UserOption = None, group: GroupOption = None, attribute: AttributeOption = None,
+    database: DatabaseOption = None, model: ModelOption = None, env: EnvOption = None,
+) -> None:
+    """Give a product role to a user, a group or an attribute rule.
+
+    You need ADMIN on the role (the product owner has it); the database checks. The
+    grant counts from the caller's next transaction.
+    """
+    _change("grant", product, role, user, group, attribute, reason, database, model, env)
+
+
+@access_app.command("revoke")
+@handled
+def revoke_command(
+    product: Annotated[str, typer.Argument(help="The data product.")],
+    role: Annotated[str, typer.Argument(help="analyst, engineer or owner.")],
+    reason: ReasonOption,
+    user: UserOption = None, group: GroupOption = None, attribute: AttributeOption = None,
+    database: DatabaseOption = None, model: ModelOption = None, env: EnvOption = None,
+) -> None:
+    """Take a product role back; the next transaction of its holders no longer has it."""
+    _change("revoke", product, role, user, group, attribute, reason, database, model, env)
+
+
+@access_app.command("list")
+@handled
+def list_command(
+    product: Annotated[str | None, typer.Argument(help="One data product (default: all).")
+                       ] = None,
+    history: Annotated[bool, typer.Option(help="The audit trail instead: every grant and "
+                                               "revoke of the roles you administer.")] = False,
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.text,
+    database: DatabaseOption = None, model: ModelOption = None, env: EnvOption = None,
+) -> None:
+    """List who holds each product role (--history: who changed it, when and why)."""
+    config = load_config(model=model, database_url=database)
+    loaded, url = _target(config, env, database)
+    with psycopg.connect(url) as conn:
+        if history:
+            rows = [[str(at), actor, action, role, str(who), reason]
+                    for at, actor, action, role, who, reason in access.history(conn, loaded,
+                                                                                 product)]
+            columns = ["at", "actor", "action", "role", "grantee", "reason"]
+        else:
+            rows = [[g.role, str(g.grantee), g.granted_by, str(g.granted_at), g.reason]
+                    for g in access.list_grants(conn, loaded, product)]
+            columns = ["role", "grantee", "granted_by", "granted_at", "reason"]
+    if fmt is Format.json:
+        typer.echo(json.dumps([dict(zip(columns, row, strict=True)) for row in rows], indent=2))
+        return
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+
+
+@access_app.command("promote")
+@handled
+def promote_command(
+    source: Annotated[str, typer.Option("--from", help="The environment to copy grants from.")],
+    target: Annotated[str, typer.Option("--to", help="The environment to copy them into.")],
+    apply: Annotated[bool, typer.Option("--apply", help="Make the change (default: show "
+                                                        "what it would be).")] = False,
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.text,
+    model: ModelOption = None,
+) -> None:
+    """Copy one environment's grants into another (dev → prod); a dry run unless --apply.
+
+    Role names are translated to the target's prefix; grants only the target has are
+    kept and listed. Applied in one transaction: all or nothing.
+    """
+    config = load_config(model=model)
+    from_model, from_url = _target(config, source, None)
+    to_model, to_url = _target(config, target, None)
+    with psycopg.connect(from_url) as conn:
+        grants = access.list_grants(conn, from_model)
+    with psycopg.connect(to_url) as conn:
+        plan = access.plan_promotion(grants, from_model, access.list_grants(conn, to_model),
+                                     to_model)
+        if apply:
+            access.promote(conn, to_model, plan, source)
+    if fmt is Format.json:
+        typer.echo(json.dumps({
+            "applied": apply,
+            "add": [{"role": g.role, "grantee": str(g.grantee), "reason": g.reason}
+                    for g in plan.add],
+            "only_in_target": [{"role": g.role, "grantee": str(g.grantee)}
+                               for g in plan.only_in_target]}, indent=2))
+    else:
+        for g in plan.add:
+            out.print(f"+ {g.role} ← {g.grantee}  ({g.reason})", highlight=False)
+        for g in plan.only_in_target:
+            out.print(f"= {g.role} ← {g.grantee}  (only in {target}; kept)", highlight=False)
+    verb = "copied" if apply else "would copy (dry run; --apply to copy)"
+    err.print(f"{len(plan.add)} grant(s) {verb} from {source} to {target}", highlight=False)
+
+
+def _pgoptions(settings: list[tuple[str, str]]) -> str:
+    """Settings as libpq ``options`` (``-c name=value``, spaces and backslashes escaped)."""
+    def escape(text: str) -> str:
+        return text.replace("\\", "\\\\").replace(" ", "\\ ")
+    return " ".join(f"-c {escape(name)}={escape(value)}" for name, value in settings)
+
+
+@app.command("connect", context_settings={"ignore_unknown_options": True})
+@handled
+def connect_command(
+    role: Annotated[str, typer.Option("--role", help="The product role, e.g. "
+                                                     "sales_analytics_analyst.")],
+    psql_args: Annotated[list[str] | None, typer.Argument(help="Passed on to psql.")] = None,
+    token: Annotated[str | None, typer.Option(
+        "--token", envvar="RLSKIT_TOKEN", help="Act as this token's caller through the "
+        "application's login (checked with [tool.rlskit.jwt]); default: as your own login.")
+    ] = None,
+    check_only: Annotated[bool, typer.Option("--check", help="Only say whether you may.")
+                          ] = False,
+    database: DatabaseOption = None, model: ModelOption = None, env: EnvOption = None,
+) -> None:
+    """Open psql in a data product role, once it is clear you hold it.
+
+    If you do not, it says which grant is missing and who owns the product.
+    """
+    config = load_config(model=model, database_url=database)
+    loaded, url = _target(config, env, database)
+    values = None
+    if token is not None:
+        values = claim_values(loaded, config.verifier().verify(token))
+    with psycopg.connect(url) as conn:
+        settings = access.check(conn, loaded, role, values)
+    err.print(f"you may act as {settings[0][1]}", highlight=False)
+    if check_only:
+        return
+    psql = shutil.which("psql")
+    if psql is None:
+        raise ConfigError("psql is not installed; use rlskit.connect(...) from Python")
+    env_vars = {**os.environ, "PGOPTIONS": _pgoptions(settings)}
+    raise typer.Exit(subprocess.run([psql, url, *(psql_args or [])], env=env_vars).returncode)
