@@ -15,6 +15,7 @@ from typing import Annotated
 
 import psycopg
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from . import access
@@ -50,6 +51,10 @@ AttributeOption = Annotated[str | None, typer.Option(
 ReasonOption = Annotated[str, typer.Option("--reason", help="Why (kept in the audit trail).")]
 
 
+def _say(text: str, console: Console = err) -> None:
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
 def _target(config: Config, env: str | None, database: str | None) -> tuple[Model, str]:
     """The model (under the environment's prefix) and the database to work on."""
     in_env, url = _environment(config, env, database)
@@ -70,12 +75,11 @@ def _change(verb: str, product: str, role: str, user: str | None, group: str | N
     with psycopg.connect(url) as conn:
         if verb == "grant":
             done = access.grant(conn, loaded, product, role, who, reason)
-            err.print(f"granted {target} to {who}" if done else
-                      f"{who} already holds {target}; nothing changed", highlight=False)
+            _say(f"granted {target} to {who}" if done else
+                 f"{who} already holds {target}; nothing changed")
         else:
             access.revoke(conn, loaded, product, role, who, reason)
-            err.print(f"revoked {target} from {who} (from its next transaction)",
-                      highlight=False)
+            _say(f"revoked {target} from {who} (from its next transaction)")
 
 
 @access_app.command("grant")
@@ -174,11 +178,11 @@ def promote_command(
                                for g in plan.only_in_target]}, indent=2))
     else:
         for g in plan.add:
-            out.print(f"+ {g.role} ← {g.grantee}  ({g.reason})", highlight=False)
+            _say(f"+ {g.role} ← {g.grantee}  ({g.reason})", out)
         for g in plan.only_in_target:
-            out.print(f"= {g.role} ← {g.grantee}  (only in {target}; kept)", highlight=False)
+            _say(f"= {g.role} ← {g.grantee}  (only in {target}; kept)", out)
     verb = "copied" if apply else "would copy (dry run; --apply to copy)"
-    err.print(f"{len(plan.add)} grant(s) {verb} from {source} to {target}", highlight=False)
+    _say(f"{len(plan.add)} grant(s) {verb} from {source} to {target}")
 
 
 def _pgoptions(settings: list[tuple[str, str]]) -> str:
@@ -213,7 +217,7 @@ def connect_command(
         values = claim_values(loaded, config.verifier().verify(token))
     with psycopg.connect(url) as conn:
         settings = access.check(conn, loaded, role, values)
-    err.print(f"you may act as {settings[0][1]}", highlight=False)
+    _say(f"you may act as {settings[0][1]}")
     if check_only:
         return
     psql = shutil.which("psql")

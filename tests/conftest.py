@@ -8,12 +8,13 @@ from dataclasses import dataclass
 
 import psycopg
 import pytest
+from products import Environment
 from psycopg import sql
 
 from rlskit.examples.install import ExampleData, install
 from rlskit.examples.saas import build_model
 from rlskit.model import Model
-from rlskit.testing import ScratchDatabase
+from rlskit.testing import Cluster, ScratchDatabase
 
 
 @dataclass
@@ -57,3 +58,15 @@ def example(rlskit_db: ScratchDatabase) -> Example:
 def busy_example(rlskit_db: ScratchDatabase) -> Example:
     """The example with eight more tenants, so that random tenants rarely repeat."""
     return make_example(rlskit_db, extra_tenants=8)
+
+
+@pytest.fixture
+def dev(rlskit_cluster: Cluster) -> Iterator[Environment]:
+    with rlskit_cluster.database() as db:
+        yield Environment(db, "dev")
+
+
+@pytest.fixture
+def prod(rlskit_cluster: Cluster) -> Iterator[Environment]:
+    with rlskit_cluster.database() as db:
+        yield Environment(db, "prod")

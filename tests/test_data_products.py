@@ -3,79 +3,16 @@ rights, the owner granting roles (and nobody else), EU-only analysts, per-role t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import psycopg
 import pytest
-from psycopg import errors, sql
+from products import regions
+from psycopg import errors
 
 from rlskit import ModelError, access
 from rlskit.context import for_role
 from rlskit.diff import diff_database
 from rlskit.examples.sales import build_model, orders
 from rlskit.psycopg import transaction
-from rlskit.scratch import install_model
-from rlskit.testing import Cluster, ScratchDatabase
-
-SEED = """
-INSERT INTO sales.customers VALUES (1, 'Acme GmbH', 'EU'), (2, 'Initech', 'US');
-INSERT INTO sales.orders VALUES (1, 1, 'EU', 100), (2, 1, 'EU', 250), (3, 2, 'US', 75);
-"""
-
-
-class Environment:
-    """One environment of the product: its database and its model (role prefix)."""
-
-    def __init__(self, db: ScratchDatabase, name: str) -> None:
-        self.db = db
-        self.model = build_model(f"{db.role_prefix}{name}_")
-        with db.connect() as conn:
-            install_model(conn, self.model, db.role_prefix + "owner")
-            conn.execute(SEED)
-            for person in ("alice", "bob", "carol", "dave"):
-                conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(self.ident(person)))
-            # the platform team makes bob the product owner; bob decides the rest
-            conn.execute(sql.SQL("GRANT {} TO {}").format(
-                sql.Identifier(self.role("owner")), self.ident("bob")))
-            conn.commit()
-
-    def role(self, kind: str) -> str:
-        return self.model.role_name(f"sales_analytics_{kind}")
-
-    def person(self, name: str) -> str:
-        return f"{self.db.role_prefix}{name}"
-
-    def ident(self, name: str) -> sql.Identifier:
-        return sql.Identifier(self.person(name))
-
-    @contextmanager
-    def as_person(self, name: str, role: str | None = None) -> Iterator[psycopg.Connection]:
-        with self.db.connect(user=self.person(name), autocommit=True) as conn:
-            if role:
-                conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(self.role(role))))
-            yield conn
-
-    def grant(self, grantor: str, kind: str, to: str) -> None:
-        with self.as_person(grantor, "owner" if grantor == "bob" else None) as conn:
-            conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(self.role(kind)),
-                                                          self.ident(to)))
-
-
-@pytest.fixture
-def dev(rlskit_cluster: Cluster) -> Iterator[Environment]:
-    with rlskit_cluster.database() as db:
-        yield Environment(db, "dev")
-
-
-@pytest.fixture
-def prod(rlskit_cluster: Cluster) -> Iterator[Environment]:
-    with rlskit_cluster.database() as db:
-        yield Environment(db, "prod")
-
-
-def regions(conn: psycopg.Connection) -> list[str]:
-    return [r for (r,) in conn.execute("SELECT region FROM sales.orders ORDER BY id")]
 
 
 def test_each_role_has_exactly_its_rights(dev):

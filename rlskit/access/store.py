@@ -16,7 +16,8 @@ the only way to read and write them:
 - ``access_grants()`` (everyone, like ``pg_auth_members``) and ``access_history()`` (the
   log of the roles the session user administers).
 
-Nothing here names a role, so one revision serves every environment's role prefix.
+Nothing here names a role, so one revision serves every environment's role prefix. The
+schema is usable by everyone (logins call these functions; the tables stay private).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ CREATE TABLE IF NOT EXISTS {grants} (
     value text NOT NULL,
     reason text NOT NULL)
 ;REVOKE ALL ON {grants}, {log} FROM PUBLIC
+;GRANT USAGE ON SCHEMA {schema} TO PUBLIC
 ;COMMENT ON TABLE {grants} IS {comment}"""
 
 _ROLES_HELD = """
@@ -207,4 +209,4 @@ def drop_store(schema: str) -> list[sql.Composable]:
         for name, args in FUNCTIONS.items()]
     out += [sql.SQL("DROP TABLE IF EXISTS {}").format(Ident(schema, table))
             for table in ("access_log", "access_grant")]
-    return out
+    return [*out, sql.SQL("REVOKE USAGE ON SCHEMA {} FROM PUBLIC").format(Ident(schema))]

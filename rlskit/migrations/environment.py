@@ -55,7 +55,13 @@ def run_migrations(target_metadata: MetaData | None = None, model: Model | None 
     # Without metadata, Alembic's own comparators would see every table as one to drop:
     # then autogenerate compares the rlskit model only.
     plugins = [PLUGIN] if target_metadata is None else ["alembic.autogenerate.*", PLUGIN]
+    # Alembic reflects the schemas the metadata's tables live in, and only those (so the
+    # helpers schema, with the data products' grants store, is never proposed for drop).
+    schemas = {t.schema for t in (target_metadata or MetaData()).tables.values()}
     options: dict[str, Any] = {
+        "include_schemas": bool(schemas - {None}),
+        "include_name": lambda name, kind, parents: kind != "schema" or name in schemas
+        or (name is None and not schemas),
         "target_metadata": MetaData() if target_metadata is None else target_metadata,
         "rlskit_model": model,
         "rlskit_pg_version": pg_version,
