@@ -236,6 +236,22 @@ class DataProduct:
     analyst: Role
     engineer: Role
     owner: Role
+    model: Model = field(repr=False, compare=False)
+    ports: list[View] = field(default_factory=list)
+
+    def output_port(self, name: str, *, query: str,
+                    to: Iterable[Role | str] = ("analyst",)) -> View:
+        """A restricted view over the product's tables, in its schema, readable by the
+        product roles `to` (e.g. an aggregate for analysts). It runs with the reader's
+        rights (security_invoker), so row filters and grants still apply."""
+        roles = [getattr(self, self._kind(r)) for r in to]
+        if not roles:
+            raise ModelError(f"output port {name!r} of data product {self.name!r} needs at "
+                             "least one role")
+        view = self.model.view(name, query=query, schema=self.schema,
+                               grants=dict.fromkeys(roles, "SELECT"))
+        self.ports.append(view)
+        return view
 
     def row_filter(self, role: Role | str, table: Any, using: str) -> Policy:
         """Limit the rows `role` sees (and, for writers, touches) in one of the product's
@@ -501,7 +517,7 @@ class Model:
                 t.policy(f"{kind}_access", command="ALL", to=roles[kind], using="true")
             declared.append(t)
         self.admin(roles["owner"], of=[roles["analyst"], roles["engineer"]])
-        product = DataProduct(name, schema or self.schema, declared, **roles)
+        product = DataProduct(name, schema or self.schema, declared, **roles, model=self)
         self.products[name] = product
         return product
 

@@ -32,6 +32,19 @@ def test_each_role_has_exactly_its_rights(dev):
         conn.execute("SELECT 1 FROM sales.orders")
 
 
+def test_an_output_port_is_a_view_for_the_roles_it_names(dev):
+    dev.grant("bob", "analyst", to="alice")
+    dev.grant("bob", "engineer", to="carol")
+    with dev.as_person("alice") as conn:  # the analysts' EU filter applies through it
+        assert conn.execute("SELECT region, orders, revenue FROM sales.revenue_by_region"
+                            ).fetchall() == [("EU", 2, 350)]
+    with dev.as_person("carol") as conn, pytest.raises(errors.InsufficientPrivilege):
+        conn.execute("SELECT 1 FROM sales.revenue_by_region")
+    with pytest.raises(ModelError, match="has no role 'auditor'"):
+        dev.model.products["sales_analytics"].output_port("x", query="SELECT 1",
+                                                          to=["auditor"])
+
+
 def test_only_the_owner_grants_the_products_roles(dev):
     dev.grant("bob", "engineer", to="carol")
     for grantor in ("carol", "alice", "dave"):

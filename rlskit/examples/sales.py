@@ -1,6 +1,6 @@
 """Example: a "sales analytics" data product (orders and customers), with analysts who see
-only EU rows, engineers who read and write everything, and an owner who decides who holds
-the analyst and engineer roles. `build_model("dev_")` and `build_model("prod_")` are the same
+only EU rows (and a revenue-by-region output port), engineers who read and write
+everything, and an owner who decides who holds the analyst and engineer roles. `build_model("dev_")` and `build_model("prod_")` are the same
 product in two environments of one cluster."""
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ def build_model(environment: str = "dev_") -> Model:
     product = model.data_product("sales_analytics", tables=[orders, customers])
     for table in (orders, customers):
         product.row_filter(product.analyst, table, "region = 'EU'")
+    product.output_port("revenue_by_region", to=["analyst", "owner"], query=(
+        "SELECT region, count(*) AS orders, sum(amount) AS revenue "
+        "FROM sales.orders GROUP BY region"))
     product.analyst.limits = (("statement_timeout", "2s"),)
     model.authenticator("analytics_gateway")
     return model
