@@ -1,7 +1,8 @@
 """Example: a "sales analytics" data product (orders and customers), with analysts who see
 only EU rows (and a revenue-by-region output port), engineers who read and write
-everything, and an owner who decides who holds the analyst and engineer roles. `build_model("dev_")` and `build_model("prod_")` are the same
-product in two environments of one cluster."""
+everything, and an owner who decides who holds the analyst and engineer roles.
+`build_model("dev_")` and `build_model("prod_")` are the same product in two environments
+of one cluster."""
 
 from __future__ import annotations
 
