@@ -39,7 +39,7 @@ WHERE r.rolname = %s AND m.rolcanlogin ORDER BY 1"""
 
 def product_roles(model: Model) -> dict[str, tuple[str, str, Role]]:
     """Database role name -> (product, kind, model role) for every data product role."""
-    return {model.role_name(getattr(p, kind)): (p.name, kind, getattr(p, kind))
+    return {model.role_name(p.role(kind)): (p.name, kind, p.role(kind))
             for p in model.products.values() for kind in PRODUCT_KINDS}
 
 
@@ -50,13 +50,14 @@ def _settings(model: Model, values: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def roles_held(conn: psycopg.Connection, model: Model, values: Mapping[str, Any]
                ) -> list[str]:
-    """The product roles (database names) a caller with these context values holds."""
+    """The model's product roles (database names) a caller with these context values
+    holds."""
     with conn.transaction(force_rollback=True):  # the settings go with it
         for name, value in _settings(model, values):
             conn.execute("SELECT pg_catalog.set_config(%s, %s, true)", [name, value])
         rows = conn.execute(sql.SQL("SELECT * FROM {}()").format(
             Ident(model.helpers_schema, "roles_held"))).fetchall()
-    return [role for (role,) in rows]
+    return [role for (role,) in rows if role in product_roles(model)]
 
 
 def _target(model: Model, role: str) -> str:
