@@ -2,10 +2,9 @@
 
 ``with rlskit.psycopg.transaction(conn, ctx):`` (or ``async with`` for an
 `AsyncConnection`) begins a transaction and applies the whole context in one statement,
-pipelined with the BEGIN (no round trip of its own), then commits, or rolls back on an
-exception. Nothing is set at
-session level, so the connection goes back to a pool — or to PgBouncer in transaction
-mode — holding nothing of the caller.
+sent with the BEGIN (no round trip of its own), then commits, or rolls back on an
+exception. Nothing is set at session level, so the connection goes back to a pool — or to
+PgBouncer in transaction mode — holding nothing of the caller.
 
 ``ConnectionPool(url, **pool_options(model))`` (``AsyncConnectionPool(url,
 **async_pool_options(model))``) checks every new connection with
@@ -15,18 +14,21 @@ holds a role or one of the model's settings afterwards (a role or database defau
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
 import psycopg
-from psycopg.pq import TransactionStatus
+from psycopg.pq import PipelineStatus, TransactionStatus
 
+from . import wire
 from .context import RequestContext
 from .errors import ContextError, UnsafeConnectionError
 from .model import Model
 from .runtime import (
     check_connection,
     check_connection_async,
+    context_params,
     context_statement,
     leftovers,
     leftovers_query,
@@ -47,7 +49,7 @@ def apply(conn: psycopg.Connection, ctx: RequestContext) -> None:
     if conn.autocommit:
         raise ContextError("a request context needs a transaction; this connection is in "
                            "autocommit mode")
-    conn.execute(*context_statement(ctx))
+    conn.execute(context_statement(settings=len(ctx.settings)), context_params(ctx))
 
 
 async def apply_async(conn: psycopg.AsyncConnection, ctx: RequestContext) -> None:
@@ -56,15 +58,17 @@ async def apply_async(conn: psycopg.AsyncConnection, ctx: RequestContext) -> Non
     if conn.autocommit:
         raise ContextError("a request context needs a transaction; this connection is in "
                            "autocommit mode")
-    await conn.execute(*context_statement(ctx))
+    await conn.execute(context_statement(settings=len(ctx.settings)),
+                       context_params(ctx))
 
 
 class transaction:  # noqa: N801 - used like a function, as psycopg's own conn.transaction()
     """``with transaction(conn, ctx):`` / ``async with transaction(aconn, ctx):`` — one
-    transaction in `ctx`. It is psycopg's own `Transaction` (committed on success, rolled
-    back on an exception; nested ``conn.transaction()`` blocks are savepoints) whose first
-    statement applies the context. Inside the block the connection reports autocommit (the
-    transaction is explicit); the setting is restored on exit."""
+    transaction in `ctx`: ``BEGIN`` and the context statement go in one round trip (see
+    `rlskit.wire`), then it commits, or rolls back on an exception (``raise
+    psycopg.Rollback()`` rolls back quietly). Nested ``conn.transaction()`` blocks are
+    savepoints. Inside the block the connection reports autocommit (the transaction is
+    explicit); the setting is restored on exit. Enter it before ``conn.pipeline()``."""
 
     def __init__(self, conn: psycopg.Connection | psycopg.AsyncConnection,
                  ctx: RequestContext) -> None:
@@ -77,23 +81,29 @@ class transaction:  # noqa: N801 - used like a function, as psycopg's own conn.t
         conn = self.conn
         if not isinstance(conn, psycopg.Connection):
             raise TypeError("use 'async with' for an AsyncConnection")
-        _check_idle(conn)
+        _check_start(conn)
         self._autocommit = conn.autocommit
-        conn.autocommit = True  # the Transaction's BEGIN, not one psycopg adds and waits for
-        self._tx = psycopg.Transaction(conn)
+        conn.autocommit = True  # no BEGIN of psycopg's own: the exchange sends it
         try:
-            with conn.pipeline():  # BEGIN and the context statement in one round trip
-                self._tx.__enter__()
-                conn.execute(*context_statement(self.ctx))
-        except BaseException as exc:
-            self.__exit__(type(exc), exc, exc.__traceback__)
+            wire.begin(conn, self.ctx)
+        except BaseException:
+            self._finish(conn.rollback)
             raise
         return conn
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> bool:
+        if self.conn.closed:
+            return False
+        ended = _ended(self.conn) and kind is None
+        self._finish(self.conn.commit if kind is None else self.conn.rollback)
+        if ended:
+            raise ContextError(_ENDED)
+        return isinstance(exc, psycopg.Rollback)
+
+    def _finish(self, end: Callable[[], None]) -> None:
         try:
-            return self._tx.__exit__(kind, exc, tb)
+            end()
         finally:
             if not self.conn.closed:
                 self.conn.autocommit = self._autocommit
@@ -102,26 +112,47 @@ class transaction:  # noqa: N801 - used like a function, as psycopg's own conn.t
         conn = self.conn
         if not isinstance(conn, psycopg.AsyncConnection):
             raise TypeError("use 'with' for a (sync) Connection")
-        _check_idle(conn)
+        _check_start(conn)
         self._autocommit = conn.autocommit
         await conn.set_autocommit(True)
-        self._atx = psycopg.AsyncTransaction(conn)
         try:
-            async with conn.pipeline():
-                await self._atx.__aenter__()
-                await conn.execute(*context_statement(self.ctx))
-        except BaseException as exc:
-            await self.__aexit__(type(exc), exc, exc.__traceback__)
+            await wire.begin_async(conn, self.ctx)
+        except BaseException:
+            await self._afinish(conn.rollback)
             raise
         return conn
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> bool:
+        if self.conn.closed:
+            return False
+        ended = _ended(self.conn) and kind is None
+        await self._afinish(self.conn.commit if kind is None else self.conn.rollback)
+        if ended:
+            raise ContextError(_ENDED)
+        return isinstance(exc, psycopg.Rollback)
+
+    async def _afinish(self, end: Callable[[], Awaitable[None]]) -> None:
         try:
-            return await self._atx.__aexit__(kind, exc, tb)
+            await end()
         finally:
             if not self.conn.closed:
                 await self.conn.set_autocommit(self._autocommit)
+
+
+_ENDED = ("the request context's transaction was ended inside its block (commit() or "
+          "rollback()); what followed ran without the context")
+
+
+def _check_start(conn: psycopg.Connection | psycopg.AsyncConnection) -> None:
+    _check_idle(conn)
+    if conn.pgconn.pipeline_status != PipelineStatus.OFF:
+        raise ContextError("enter the request context's transaction before conn.pipeline(), "
+                           "not inside it")
+
+
+def _ended(conn: psycopg.Connection | psycopg.AsyncConnection) -> bool:
+    return conn.info.transaction_status == TransactionStatus.IDLE
 
 
 def _refuse(found: list[str]) -> None:

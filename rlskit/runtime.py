@@ -25,6 +25,7 @@ from .model import Model
 __all__ = [
     "check_connection",
     "check_connection_async",
+    "context_params",
     "context_statement",
     "leftovers",
     "leftovers_query",
@@ -32,19 +33,22 @@ __all__ = [
 
 
 @lru_cache(maxsize=32)
-def _statement(settings: int) -> bytes:
+def context_statement(*, settings: int) -> bytes:
+    """The one statement that puts a context with `settings` settings into the current
+    transaction (parameters: `context_params`)."""
     calls = [sql.SQL("set_config('role', %s, true)")]
     calls += [sql.SQL("set_config(%s, %s, true)")] * settings
     # Composed once into bytes: psycopg converts a bytes query once and caches it
     return sql.SQL("SELECT {}").format(sql.SQL(", ").join(calls)).as_bytes()
 
 
-def context_statement(ctx: RequestContext) -> tuple[bytes, list[str]]:
-    """The one statement that puts `ctx` into the current transaction, and its parameters."""
+def context_params(ctx: RequestContext) -> list[str]:
+    """The parameters of `ctx`'s context statement: the role, then each setting's name
+    and value."""
     params = [ctx.role]
     for name, value in ctx.settings:
         params += [name, value]
-    return _statement(len(ctx.settings)), params
+    return params
 
 
 def leftovers_query(model: Model) -> tuple[sql.Composed, list[str]]:

@@ -133,6 +133,53 @@ def test_the_database_refuses_a_role_the_connection_may_not_take(example: Exampl
         assert state(conn) == before
 
 
+@pytest.mark.parametrize("prepare_threshold", [5, None])
+def test_the_context_is_one_round_trip_with_begin_and_survives_a_lost_statement(
+        example: Example, prepare_threshold: int | None) -> None:
+    """BEGIN and the context go in one exchange (prepared once per connection unless
+    prepare_threshold is None); DEALLOCATE ALL behind its back costs one retry, no error."""
+    ctx = member_context(example)
+    with psycopg.connect(authenticator_url(example),
+                         prepare_threshold=prepare_threshold) as conn:
+        for _ in range(2):
+            with transaction(conn, ctx):
+                assert conn.execute("SELECT current_user::text").fetchone() == (
+                    example.role("member"),)
+        prepared = conn.execute("SELECT count(*) FROM pg_prepared_statements "
+                                "WHERE name LIKE 'rlskit_context_%'").fetchone()
+        assert prepared == (0 if prepare_threshold is None else 1,)
+        conn.execute("DEALLOCATE ALL")
+        conn.commit()
+        with transaction(conn, ctx):
+            assert conn.execute("SELECT rlskit.tenant_id()").fetchone() == (example.data.a.id,)
+        assert state(conn)[0] == example.role("app_authenticator")
+
+
+def test_savepoints_quiet_rollback_and_an_early_commit(example: Example) -> None:
+    ctx = member_context(example)
+    insert = "INSERT INTO flow (tenant_id, name) VALUES (%s, %s)"
+    with psycopg.connect(authenticator_url(example)) as conn:
+        with transaction(conn, ctx):
+            conn.execute(insert, [example.data.a.id, "kept"])
+            with pytest.raises(psycopg.errors.UniqueViolation), conn.transaction():
+                conn.execute(insert, [example.data.a.id, "inner"])
+                conn.execute("INSERT INTO flow SELECT * FROM flow LIMIT 1")
+        with transaction(conn, ctx):
+            conn.execute(insert, [example.data.a.id, "rolled back"])
+            raise psycopg.Rollback()
+        with pytest.raises(ContextError, match="ended inside its block"), \
+                transaction(conn, ctx):
+            conn.commit()
+        with pytest.raises(ContextError, match="before conn.pipeline"), conn.pipeline(), \
+                transaction(conn, ctx):
+            pass
+        assert state(conn)[0] == example.role("app_authenticator")
+    with example.db.connect() as admin:
+        names = admin.execute("SELECT name FROM flow WHERE name IN ('kept', 'inner', "
+                              "'rolled back')").fetchall()
+    assert names == [("kept",)]
+
+
 def test_async_transaction(example: Example) -> None:
     asyncio.run(async_transaction(example))
 
