@@ -28,8 +28,6 @@ from .model import Model
 from .runtime import (
     check_connection,
     check_connection_async,
-    context_params,
-    context_statement,
     leftovers,
     leftovers_query,
 )
@@ -44,22 +42,23 @@ def _check_idle(conn: psycopg.Connection | psycopg.AsyncConnection) -> None:
 
 
 def apply(conn: psycopg.Connection, ctx: RequestContext) -> None:
-    """Begin a transaction on the idle `conn` (psycopg's implicit BEGIN) and apply `ctx`."""
-    _check_idle(conn)
-    if conn.autocommit:
-        raise ContextError("a request context needs a transaction; this connection is in "
-                           "autocommit mode")
-    conn.execute(context_statement(settings=len(ctx.settings)), context_params(ctx))
+    """Begin a transaction on the idle `conn` and apply `ctx`, in one exchange (psycopg
+    then sees the transaction open and adds no BEGIN of its own)."""
+    _check_manual(conn)
+    wire.begin(conn, ctx)
 
 
 async def apply_async(conn: psycopg.AsyncConnection, ctx: RequestContext) -> None:
     """`apply` for an asyncio connection."""
-    _check_idle(conn)
+    _check_manual(conn)
+    await wire.begin_async(conn, ctx)
+
+
+def _check_manual(conn: psycopg.Connection | psycopg.AsyncConnection) -> None:
+    _check_start(conn)
     if conn.autocommit:
         raise ContextError("a request context needs a transaction; this connection is in "
                            "autocommit mode")
-    await conn.execute(context_statement(settings=len(ctx.settings)),
-                       context_params(ctx))
 
 
 class transaction:  # noqa: N801 - used like a function, as psycopg's own conn.transaction()

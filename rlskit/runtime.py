@@ -1,9 +1,6 @@
-"""What every integration sends: the context statement, the start-up check, the reset check.
+"""What every integration checks: the start-up check and the reset check (the context
+statement itself is `rlskit.wire`'s).
 
-- `context_statement`: one ``SELECT set_config('role', $1, true), set_config($2, $3, true),
-  …`` — ``set_config('role', …, true)`` is ``SET LOCAL ROLE`` with the role as a bind
-  parameter, so role, names and values all travel as parameters and everything ends with
-  the transaction.
 - `check_connection`: refuses a connection role that is superuser, has BYPASSRLS, or can
   act as the owner of a protected table.
 - `leftovers_query` / `leftovers`: what a pool reads from a connection after resetting it,
@@ -12,43 +9,20 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from .context import RequestContext
 from .errors import UnsafeConnectionError
 from .model import Model
 
 __all__ = [
     "check_connection",
     "check_connection_async",
-    "context_params",
-    "context_statement",
     "leftovers",
     "leftovers_query",
 ]
-
-
-@lru_cache(maxsize=32)
-def context_statement(*, settings: int) -> bytes:
-    """The one statement that puts a context with `settings` settings into the current
-    transaction (parameters: `context_params`)."""
-    calls = [sql.SQL("set_config('role', %s, true)")]
-    calls += [sql.SQL("set_config(%s, %s, true)")] * settings
-    # Composed once into bytes: psycopg converts a bytes query once and caches it
-    return sql.SQL("SELECT {}").format(sql.SQL(", ").join(calls)).as_bytes()
-
-
-def context_params(ctx: RequestContext) -> list[str]:
-    """The parameters of `ctx`'s context statement: the role, then each setting's name
-    and value."""
-    params = [ctx.role]
-    for name, value in ctx.settings:
-        params += [name, value]
-    return params
 
 
 def leftovers_query(model: Model) -> tuple[sql.Composed, list[str]]:
