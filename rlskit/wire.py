@@ -9,9 +9,10 @@ psycopg's pipeline mode could send it with the BEGIN, but its Python bookkeeping
 than the round trip it saves on a small transaction. Here the connection's `PGconn` enters
 libpq's pipeline mode for one exchange: ``BEGIN``, the context statement (prepared once per
 connection, unless ``prepare_threshold`` is None, as for PgBouncer before 1.21), a sync;
-then it reads the results and leaves pipeline mode. `exchange` is a generator in psycopg's
-style (it yields the socket event it waits for), so the connection's own ``wait`` drives
-it, blocking (`begin`) or in asyncio (`begin_async`).
+then it reads the results (with psycopg's own send and fetch generators) and leaves
+pipeline mode. `exchange` is a generator in psycopg's style (it yields the socket event it
+waits for), so the connection's own ``wait`` drives it, blocking (`begin`) or in asyncio
+(`begin_async`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Generator
 from functools import lru_cache
 
 import psycopg
-from psycopg import errors, sql
+from psycopg import errors, generators, sql
 from psycopg.pq import DiagnosticField, ExecStatus, TransactionStatus
 from psycopg.waiting import Wait
 
@@ -60,7 +61,8 @@ def exchange(conn: psycopg.Connection | psycopg.AsyncConnection, ctx: RequestCon
         prepare = known is not None and name not in known
         pgconn.enter_pipeline_mode()
         try:
-            if pgconn.transaction_status != TransactionStatus.IDLE:  # a failed attempt
+            rollback = pgconn.transaction_status != TransactionStatus.IDLE
+            if rollback:  # of a failed attempt
                 pgconn.send_query_params(b"ROLLBACK", None)
             pgconn.send_query_params(b"BEGIN", None)
             if known is None:
@@ -70,19 +72,11 @@ def exchange(conn: psycopg.Connection | psycopg.AsyncConnection, ctx: RequestCon
                     pgconn.send_prepare(name, query)
                 pgconn.send_query_prepared(name, values)
             pgconn.pipeline_sync()
-            while pgconn.flush():
-                yield Wait.W
+            yield from generators.send(pgconn)
             results = []
-            while True:
-                while pgconn.is_busy():  # wait first, then read: no read that finds nothing
-                    yield Wait.R
-                    pgconn.consume_input()
-                result = pgconn.get_result()
-                if result is None:
-                    continue  # the end of one command's results
-                if result.status == ExecStatus.PIPELINE_SYNC:
-                    break
-                results.append(result)
+            for _ in range(2 + prepare + rollback):  # one batch per command, then the sync
+                results += yield from generators.fetch_many(pgconn)
+            yield from generators.fetch_many(pgconn)
         finally:
             pgconn.exit_pipeline_mode()
         if prepare and results[-2].status == ExecStatus.COMMAND_OK:
