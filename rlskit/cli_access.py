@@ -35,6 +35,7 @@ from .config import Config, load_config, load_model
 from .context import claim_values
 from .errors import ConfigError
 from .model import Model
+from .server import embedded_bin_dir
 
 access_app = typer.Typer(
     help="Who holds a data product's roles: grants to users, groups and attribute rules, "
@@ -220,7 +221,8 @@ def connect_command(
     _say(f"you may act as {settings[0][1]}")
     if check_only:
         return
-    psql = shutil.which("psql")
+    embedded = embedded_bin_dir() / "psql"
+    psql = shutil.which("psql") or (str(embedded) if embedded.exists() else None)
     if psql is None:
         raise ConfigError("psql is not installed; use rlskit.connect(...) from Python")
     env_vars = {**os.environ, "PGOPTIONS": _pgoptions(settings)}
