@@ -83,7 +83,7 @@ def _dev_server(config: Config) -> LocalServer:
     return LocalServer(config.state_dir / "pgdata")
 
 
-def _database_url(config: Config) -> str:
+def database_or_dev_server(config: Config) -> str:
     """The configured database, else the embedded development server (started if needed)."""
     if config.database_url:
         return config.database_url
@@ -96,7 +96,7 @@ def _database_url(config: Config) -> str:
 DatabaseOption = Annotated[str | None, typer.Option(
     "--database", "-d", help="Database URL (default: RLSKIT_DATABASE_URL, DATABASE_URL, "
     "database_url in [tool.rlskit], else the embedded development server).")]
-def _environment(config: Config, env: str | None, database: str | None
+def in_environment(config: Config, env: str | None, database: str | None
                  ) -> tuple[Model | None, str | None]:
     """The model under the environment's role prefix and the environment's database."""
     if env is None:
@@ -149,7 +149,7 @@ def diff(
     manage are ignored. The database is not changed.
     """
     config = load_config(model=model, database_url=database)
-    in_env, url = _environment(config, env, database)
+    in_env, url = in_environment(config, env, database)
     loaded = in_env or load_model(config.model, config.root)
     url = url or config.database_url
     if not url:
@@ -245,7 +245,7 @@ def verify(
     config = load_config(model=model)
     loaded = load_model(config.model, config.root)
     if database is None:
-        admin_url = _database_url(config)
+        admin_url = database_or_dev_server(config)
         with err.status("building a scratch database and probing every role × table…"):
             matrix = verify_scratch(admin_url, loaded)
     else:
@@ -312,7 +312,7 @@ def revision(
     from .migrations.commands import revision as autogenerate
 
     config = load_config(model=model, database_url=database)
-    url = _database_url(config)  # may show its own status: not inside the one below
+    url = database_or_dev_server(config)  # may show its own status: not inside the one below
     with err.status("comparing the model with the database…"):
         written = autogenerate(config, message, url)
     if written is None:
@@ -331,11 +331,11 @@ def _move(direction: str, target: str, sql: bool, database: str | None,
     from .migrations.commands import migrate as run
 
     config = load_config(database_url=database)
-    model, database = _environment(config, env, database)
+    model, database = in_environment(config, env, database)
     if env is not None and database is None and not sql:
         raise ConfigError(f"environment {env!r} has no database: set database_url in "
                           f"[tool.rlskit.environments.{env}] or RLSKIT_{env.upper()}_DATABASE_URL")
-    url = None if sql else (database or _database_url(config))
+    url = None if sql else (database or database_or_dev_server(config))
     with err.status(f"{direction[:-1]}ing to {target}…"):
         typer.echo(run(direction, config, target, url, pg_version, sql=sql, model=model),
                    nl=False)

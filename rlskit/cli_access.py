@@ -24,11 +24,11 @@ from .cli import (
     EnvOption,
     Format,
     ModelOption,
-    _database_url,
-    _environment,
     app,
+    database_or_dev_server,
     err,
     handled,
+    in_environment,
     out,
 )
 from .config import Config, load_config, load_model
@@ -58,12 +58,12 @@ def _say(text: str, console: Console = err) -> None:
 
 def _target(config: Config, env: str | None, database: str | None) -> tuple[Model, str]:
     """The model (under the environment's prefix) and the database to work on."""
-    in_env, url = _environment(config, env, database)
+    in_env, url = in_environment(config, env, database)
     if env is not None and url is None:
         raise ConfigError(f"environment {env!r} has no database: set database_url in "
                           f"[tool.rlskit.environments.{env}] or "
                           f"RLSKIT_{env.upper()}_DATABASE_URL")
-    return in_env or load_model(config.model, config.root), url or _database_url(config)
+    return in_env or load_model(config.model, config.root), url or database_or_dev_server(config)
 
 
 def _change(verb: str, product: str, role: str, user: str | None, group: str | None,
