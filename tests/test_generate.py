@@ -14,17 +14,21 @@ from psycopg import sql
 
 from rlskit import Claim, Model, generate_sql
 from rlskit.examples.saas import model as example_model
+from rlskit.examples.sales import model as sales_model
 from rlskit.render import Ident, render, render_uncached
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("version", [14, 15, 18])
-def test_committed_sql_matches_the_generator(version):
-    committed = (ROOT / "sql" / f"saas-pg{version}.sql").read_text()
-    assert committed == generate_sql(example_model, pg_version=version), (
-        f"sql/saas-pg{version}.sql is stale: run "
-        f"rlskit sql --pg-version {version} -o sql/saas-pg{version}.sql")
+@pytest.mark.parametrize(("example", "version"), [
+    ("saas", 14), ("saas", 15), ("saas", 18), ("sales", 15), ("sales", 18)])
+def test_committed_sql_matches_the_generator(example, version):
+    model = example_model if example == "saas" else sales_model
+    committed = (ROOT / "sql" / f"{example}-pg{version}.sql").read_text()
+    assert committed == generate_sql(model, pg_version=version), (
+        f"sql/{example}-pg{version}.sql is stale: run rlskit sql --model "
+        f"rlskit.examples.{example}:model --pg-version {version} "
+        f"-o sql/{example}-pg{version}.sql")
 
 
 def test_output_is_byte_identical_across_processes():
