@@ -392,3 +392,15 @@ def test_the_store_ships_in_a_revision_and_downgrades_exactly(tmp_path, rlskit_d
     upgrade(settings, "head", rlskit_db.url, None, model=model)
     with rlskit_db.connect() as conn:
         assert diff_database(conn, model) == []
+
+
+def test_a_database_without_the_store_says_so(rlskit_db):
+    from rlskit.examples.sales import build_model
+
+    model = build_model("x_")
+    with rlskit_db.connect() as conn:
+        for call in (lambda: access.list_grants(conn, model),
+                     lambda: access.grant(conn, model, "sales_analytics", "analyst",
+                                          access.grantee(model, user="u"), "r")):
+            with pytest.raises(AccessError, match="this database has no grants store"):
+                call()

@@ -34,6 +34,8 @@ __all__ = [
 ]
 
 PRODUCT_KINDS = ("analyst", "engineer", "owner")
+_NO_STORE = ("this database has no grants store: migrate it with a model that declares a "
+             "data product")
 
 
 class AccessError(RlskitError):
@@ -134,9 +136,8 @@ def _change(conn: psycopg.Connection, model: Model, function: str, role: str,
     except (errors.InsufficientPrivilege, errors.UndefinedObject,
             errors.InvalidParameterValue) as exc:
         raise AccessError(exc.diag.message_primary or str(exc)) from None
-    except errors.UndefinedFunction:
-        raise AccessError("this database has no grants store: migrate it with a model "
-                          "that declares a data product") from None
+    except (errors.UndefinedFunction, errors.InvalidSchemaName):
+        raise AccessError(_NO_STORE) from None
     return bool(changed)
 
 
@@ -161,17 +162,21 @@ def _roles(model: Model, product: str | None) -> dict[str, tuple[str, str]]:
     return {product_role(model, p, k): (p, k) for p in names for k in PRODUCT_KINDS}
 
 
+def read_store(conn: psycopg.Connection, model: Model, function: str) -> list[tuple]:
+    """The rows of one of the store's set-returning functions."""
+    try:
+        with conn.transaction():
+            return conn.execute(sql.SQL("SELECT * FROM {}()").format(
+                Ident(model.helpers_schema, function))).fetchall()
+    except (errors.UndefinedFunction, errors.InvalidSchemaName):
+        raise AccessError(_NO_STORE) from None
+
+
 def list_grants(conn: psycopg.Connection, model: Model, product: str | None = None
                 ) -> list[Grant]:
     """The grants of the model's products (or one product), ordered by role and grantee."""
     roles = _roles(model, product)
-    try:
-        rows = conn.execute(sql.SQL("SELECT * FROM {}()").format(
-            Ident(model.helpers_schema, "access_grants"))).fetchall()
-    except errors.UndefinedFunction:
-        conn.rollback()
-        raise AccessError("this database has no grants store: migrate it with a model "
-                          "that declares a data product") from None
+    rows = read_store(conn, model, "access_grants")
     return [Grant(role, Grantee(kind, subject, value), by, at, reason)
             for role, kind, subject, value, by, at, reason in rows if role in roles]
 
@@ -181,8 +186,7 @@ def history(conn: psycopg.Connection, model: Model, product: str | None = None
     """The audit trail (at, actor, action, role, grantee, reason) of the roles the session
     user administers."""
     roles = _roles(model, product)
-    rows = conn.execute(sql.SQL("SELECT * FROM {}()").format(
-        Ident(model.helpers_schema, "access_history"))).fetchall()
+    rows = read_store(conn, model, "access_history")
     return [(at, actor, action, role, Grantee(kind, subject, value), reason)
             for at, actor, action, role, kind, subject, value, reason in rows
             if role in roles]

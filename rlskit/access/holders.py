@@ -18,15 +18,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from ..config import load_config, load_model
 from ..context import RequestContext, claim_values, for_role
 from ..errors import ConfigError
 from ..jwt import Verifier
 from ..model import Model, Role
-from ..render import Ident
-from .grants import PRODUCT_KINDS, AccessError, list_grants
+from .grants import PRODUCT_KINDS, AccessError, list_grants, read_store
 
 __all__ = ["check", "connect", "context_for", "explain", "product_roles", "roles_held"]
 
@@ -55,8 +53,7 @@ def roles_held(conn: psycopg.Connection, model: Model, values: Mapping[str, Any]
     with conn.transaction(force_rollback=True):  # the settings go with it
         for name, value in _settings(model, values):
             conn.execute("SELECT pg_catalog.set_config(%s, %s, true)", [name, value])
-        rows = conn.execute(sql.SQL("SELECT * FROM {}()").format(
-            Ident(model.helpers_schema, "roles_held"))).fetchall()
+        rows = read_store(conn, model, "roles_held")
     return [role for (role,) in rows if role in product_roles(model)]
 
 
