@@ -56,7 +56,7 @@ def _say(text: str, console: Console = err) -> None:
     console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
-def _target(config: Config, env: str | None, database: str | None) -> tuple[Model, str]:
+def _model_and_database(config: Config, env: str | None, database: str | None) -> tuple[Model, str]:
     """The model (under the environment's prefix) and the database to work on."""
     in_env, url = in_environment(config, env, database)
     if env is not None and url is None:
@@ -70,7 +70,7 @@ def _change(verb: str, product: str, role: str, user: str | None, group: str | N
             attribute: str | None, reason: str, database: str | None, model: str | None,
             env: str | None) -> None:
     config = load_config(model=model, database_url=database)
-    loaded, url = _target(config, env, database)
+    loaded, url = _model_and_database(config, env, database)
     who = access.grantee(loaded, user=user, group=group, attribute=attribute)
     target = access.product_role(loaded, product, role)
     with psycopg.connect(url) as conn:
@@ -125,7 +125,7 @@ def list_command(
 ) -> None:
     """List who holds each product role (--history: who changed it, when and why)."""
     config = load_config(model=model, database_url=database)
-    loaded, url = _target(config, env, database)
+    loaded, url = _model_and_database(config, env, database)
     with psycopg.connect(url) as conn:
         if history:
             rows = [[str(at), actor, action, role, str(who), reason]
@@ -161,8 +161,8 @@ def promote_command(
     kept and listed. Applied in one transaction: all or nothing.
     """
     config = load_config(model=model)
-    from_model, from_url = _target(config, source, None)
-    to_model, to_url = _target(config, target, None)
+    from_model, from_url = _model_and_database(config, source, None)
+    to_model, to_url = _model_and_database(config, target, None)
     with psycopg.connect(from_url) as conn:
         grants = access.list_grants(conn, from_model)
     with psycopg.connect(to_url) as conn:
@@ -212,7 +212,7 @@ def connect_command(
     If you do not, it says which grant is missing and who owns the product.
     """
     config = load_config(model=model, database_url=database)
-    loaded, url = _target(config, env, database)
+    loaded, url = _model_and_database(config, env, database)
     values = None
     if token is not None:
         values = claim_values(loaded, config.verifier().verify(token))

@@ -27,6 +27,7 @@ __all__ = [
     "anonymous",
     "as_context",
     "claim_values",
+    "context_settings",
     "current",
     "for_role",
     "from_claims",
@@ -125,11 +126,16 @@ def for_role(model: Model, role: Role | str, **values: Any) -> RequestContext:
     return _context(model, resolved, typed)
 
 
+def context_settings(model: Model, values: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """Every context setting the model declares, as ``set_config`` receives it (``''``
+    for an absent value, which the helpers read as NULL)."""
+    return tuple((model.setting_name(name),
+                  claim.setting_text(values[name]) if name in values else "")
+                 for name, claim in model.claims.items())
+
+
 def _context(model: Model, role: Role, values: dict[str, Any]) -> RequestContext:
-    settings = tuple(
-        (model.setting_name(name),
-         claim.setting_text(values[name]) if name in values else "")
-        for name, claim in model.claims.items()) + model.limits(role)
+    settings = context_settings(model, values) + model.limits(role)
     return RequestContext(model.role_name(role), role.name, MappingProxyType(values), settings)
 
 

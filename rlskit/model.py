@@ -625,9 +625,13 @@ class Model:
     def setting_name(self, context: str) -> str:
         return f"{self.settings_prefix}.{context}"
 
+    def in_product(self, table: Table) -> bool:
+        """Whether `table` belongs to one of the model's data products."""
+        return any(table in product.tables for product in self.products.values())
+
     def reserved_policy_names(self, table: Table) -> set[str]:
         names = {"tenant_isolation"} if table.tenant_column else set()
-        if any(table in product.tables for product in self.products.values()):
+        if self.in_product(table):
             names.add("product_access")
         return names
 

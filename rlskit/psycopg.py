@@ -35,12 +35,6 @@ from .runtime import (
 __all__ = ["apply", "apply_async", "async_pool_options", "pool_options", "transaction"]
 
 
-def _check_idle(conn: psycopg.Connection | psycopg.AsyncConnection) -> None:
-    if conn.info.transaction_status != TransactionStatus.IDLE:
-        raise ContextError("a request context must start its own transaction, but the "
-                           "connection is already in one; commit or roll back first")
-
-
 def apply(conn: psycopg.Connection, ctx: RequestContext) -> None:
     """Begin a transaction on the idle `conn` and apply `ctx`, in one exchange (psycopg
     then sees the transaction open and adds no BEGIN of its own)."""
@@ -144,7 +138,9 @@ _ENDED = ("the request context's transaction was ended inside its block (commit(
 
 
 def _check_start(conn: psycopg.Connection | psycopg.AsyncConnection) -> None:
-    _check_idle(conn)
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        raise ContextError("a request context must start its own transaction, but the "
+                           "connection is already in one; commit or roll back first")
     if conn.pgconn.pipeline_status != PipelineStatus.OFF:
         raise ContextError("enter the request context's transaction before conn.pipeline(), "
                            "not inside it")

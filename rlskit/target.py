@@ -97,7 +97,7 @@ def _schema_usage(model: Model) -> list[o.SchemaUsage]:
 
 def _policies(model: Model, table: Table) -> list[o.Policy]:
     out = []
-    if any(table in product.tables for product in model.products.values()):
+    if model.in_product(table):
         # who holds a product role is data: checked on every statement (see access.store)
         _, held = policy_expression(f"{quote(model.helpers_schema)}.holds(CURRENT_USER)",
                                     model.helpers_schema)

@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 PRODUCT_KINDS = ("analyst", "engineer", "owner")
+_IDENTITY = ("user_id", "groups")  # who the caller is, not an attribute of it
 _NO_STORE = ("this database has no grants store: migrate it with a model that declares a "
              "data product")
 
@@ -106,10 +107,10 @@ def grantee(model: Model, *, user: str | None = None, group: str | None = None,
     name, value = name.strip(), value.strip()
     if not sep or not name or not value:
         raise AccessError(f"an attribute rule looks like department=Finance, got {text!r}")
+    usable = [n for n, c in model.claims.items()
+              if c.sql_type != "text[]" and n not in _IDENTITY]
     claim = model.claims.get(name)
-    if claim is None or claim.sql_type == "text[]" or name in ("user_id", "groups"):
-        usable = [n for n, c in model.claims.items()
-                  if c.sql_type != "text[]" and n not in ("user_id", "groups")]
+    if claim is None or name not in usable:
         raise AccessError(f"unknown attribute {name!r} (attributes in the model's context: "
                           f"{', '.join(usable) or 'none'})")
     try:

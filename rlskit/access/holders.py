@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 
 from ..config import load_config, load_model
-from ..context import RequestContext, claim_values, for_role
+from ..context import RequestContext, claim_values, context_settings, for_role
 from ..errors import ConfigError
 from ..jwt import Verifier
 from ..model import Model, Role
@@ -41,20 +41,16 @@ def product_roles(model: Model) -> dict[str, tuple[str, str, Role]]:
             for p in model.products.values() for kind in PRODUCT_KINDS}
 
 
-def _settings(model: Model, values: Mapping[str, Any]) -> list[tuple[str, str]]:
-    return [(model.setting_name(name), model.claims[name].setting_text(value))
-            for name, value in values.items()]
-
-
 def roles_held(conn: psycopg.Connection, model: Model, values: Mapping[str, Any]
                ) -> list[str]:
     """The model's product roles (database names) a caller with these context values
     holds."""
     with conn.transaction(force_rollback=True):  # the settings go with it
-        for name, value in _settings(model, values):
+        for name, value in context_settings(model, values):
             conn.execute("SELECT pg_catalog.set_config(%s, %s, true)", [name, value])
         rows = read_store(conn, model, "roles_held")
-    return [role for (role,) in rows if role in product_roles(model)]
+    known = product_roles(model)
+    return [role for (role,) in rows if role in known]
 
 
 def _target(model: Model, role: str) -> str:
@@ -94,18 +90,23 @@ def context_for(conn: psycopg.Connection, model: Model, claims: Mapping[str, Any
                 role: str | None = None) -> RequestContext:
     """The context of a caller with verified `claims` in a product role it holds: `role`,
     or the only one it holds. `conn` reads the grants store (the authenticator's)."""
-    values = claim_values(model, claims)
+    return _held_context(conn, model, claim_values(model, claims), role)
+
+
+def _held_context(conn: psycopg.Connection, model: Model, values: Mapping[str, Any],
+                  role: str | None) -> RequestContext:
+    """The context of a caller with these context values in `role` (or the only product
+    role it holds), if the grants store says it holds it."""
+    target = None if role is None else _target(model, role)
     held = roles_held(conn, model, values)
-    if role is not None:
-        target = _target(model, role)
-        if target not in held:
-            raise AccessError(explain(conn, model, target, _caller(model, values)))
-    elif len(held) == 1:
+    if target is None:
+        if len(held) != 1:
+            raise AccessError(f"{_caller(model, values)} holds "
+                              + (f"several product roles ({', '.join(held)}); request one"
+                                 if held else "no product role"))
         target = held[0]
-    else:
-        raise AccessError(f"{_caller(model, values)} holds "
-                          + (f"several product roles ({', '.join(held)}); request one"
-                             if held else "no product role"))
+    elif target not in held:
+        raise AccessError(explain(conn, model, target, _caller(model, values)))
     return for_role(model, product_roles(model)[target][2], **values)
 
 
@@ -115,12 +116,10 @@ def check(conn: psycopg.Connection, model: Model, role: str,
     `AccessError` saying why it may not: with context `values` (a token's, `conn` the
     authenticator's) by the grants store, without (`conn` the caller's own login) by
     membership."""
-    target = _target(model, role)
     if values is not None:
-        if target not in roles_held(conn, model, values):
-            raise AccessError(explain(conn, model, target, _caller(model, values)))
-        ctx = for_role(model, product_roles(model)[target][2], **values)
+        ctx = _held_context(conn, model, values, role)
         return [("role", ctx.role), *ctx.settings]
+    target = _target(model, role)
     (member,) = conn.execute("SELECT pg_catalog.pg_has_role(session_user, %s, 'MEMBER')",
                              [target]).fetchone()
     if not member:
