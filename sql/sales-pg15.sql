@@ -162,6 +162,9 @@ BEGIN
   IF kind <> 'attribute' AND value <> '' THEN
     RAISE EXCEPTION 'only an attribute rule has a value' USING ERRCODE = 'invalid_parameter_value';
   END IF;
+  IF kind = 'attribute' AND value = '' THEN  -- '' is what an absent attribute reads as
+    RAISE EXCEPTION 'an attribute rule needs a value' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
 
   INSERT INTO "rlskit"."access_grant" (role, kind, subject, value, reason)
   VALUES (target, kind, subject, value, reason) ON CONFLICT DO NOTHING;
@@ -206,6 +209,9 @@ BEGIN
   END IF;
   IF kind <> 'attribute' AND value <> '' THEN
     RAISE EXCEPTION 'only an attribute rule has a value' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF kind = 'attribute' AND value = '' THEN  -- '' is what an absent attribute reads as
+    RAISE EXCEPTION 'an attribute rule needs a value' USING ERRCODE = 'invalid_parameter_value';
   END IF;
 
   DELETE FROM "rlskit"."access_grant" g WHERE (g.role, g.kind, g.subject, g.value)

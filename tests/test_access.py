@@ -159,6 +159,7 @@ def test_the_store_itself_refuses_what_the_model_would(dev):
             (("no_such_role", "user", "u", "", "r"), "role no_such_role does not exist"),
             ((dev.role("analyst"), "attribute", "team", "x", "r"), "unknown attribute team"),
             ((dev.role("analyst"), "user", "u", "x", "r"), "only an attribute rule"),
+            ((dev.role("analyst"), "attribute", "department", "", "r"), "needs a value"),
             ((dev.role("analyst"), "robot", "u", "", "r"), "not robot"),
         ]:
             with pytest.raises(psycopg.Error, match=error), conn.transaction():

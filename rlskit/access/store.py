@@ -136,6 +136,9 @@ BEGIN
   IF kind <> 'attribute' AND value <> '' THEN
     RAISE EXCEPTION 'only an attribute rule has a value' USING ERRCODE = 'invalid_parameter_value';
   END IF;
+  IF kind = 'attribute' AND value = '' THEN  -- '' is what an absent attribute reads as
+    RAISE EXCEPTION 'an attribute rule needs a value' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
 """
 
 _GRANT_BODY = _CHECKS + """
