@@ -11,7 +11,8 @@ from __future__ import annotations
 import psycopg
 
 from . import objects as o
-from .access.store import STORE_COMMENT
+from .access.store import SEALED_SUFFIX, STORE_COMMENT
+from .keystore import KEY_STATUS, KEY_TABLE, KEYSTORE_COMMENT, VERIFIER
 from .model import TABLE_PRIVILEGES, Model
 from .sqltext import Privilege, setting_read
 
@@ -95,6 +96,22 @@ WHERE n.nspname = %(helpers)s
 ORDER BY 2"""
 
 
+_CONTEXT_SEAL = """
+SELECT pg_catalog.obj_description(c.oid, 'pg_class'), pg_catalog.pg_get_userbyid(c.relowner),
+       (SELECT p.prosrc FROM pg_catalog.pg_proc p
+        WHERE p.pronamespace = c.relnamespace AND p.proname = %(verifier)s)
+FROM pg_catalog.pg_class c
+WHERE c.oid = pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %(helpers)s::text,
+                                                       %(key_table)s::text))"""
+
+_FUNCTION_GRANTS = """
+SELECT n.nspname, p.proname, g.rolname
+FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace,
+     pg_catalog.aclexplode(p.proacl) acl JOIN pg_catalog.pg_roles g ON g.oid = acl.grantee
+WHERE n.nspname = %(helpers)s AND p.proname = ANY(%(sealing)s)
+  AND acl.privilege_type = 'EXECUTE' AND g.rolname = ANY(%(roles)s)
+ORDER BY 1, 2, 3"""
+
 _ACCESS_STORE = """
 SELECT pg_catalog.obj_description(
     pg_catalog.to_regclass(pg_catalog.format('%%I.access_grant', %(helpers)s::text)), 'pg_class')"""
@@ -126,6 +143,16 @@ def _grants(rows: list[tuple]) -> list[o.TableGrant]:
     return out
 
 
+def _context_seal(conn: psycopg.Connection, model: Model) -> list[o.ContextSeal]:
+    row = conn.execute(_CONTEXT_SEAL, {"helpers": model.helpers_schema, "key_table": KEY_TABLE,
+                                       "verifier": VERIFIER}).fetchone()
+    if row is None or not (row[0] or "").startswith(KEYSTORE_COMMENT):
+        return []
+    comment, owner, source = row
+    names = tuple(n for n in comment[len(KEYSTORE_COMMENT):].split(",") if n)
+    return [o.ContextSeal(model.helpers_schema, names, owner, definition=source or "")]
+
+
 def read_catalog(conn: psycopg.Connection, model: Model) -> list[o.DbObject]:
     """Everything of `model`'s that exists in the database `conn` is connected to."""
     version = conn.info.server_version // 10000
@@ -133,19 +160,24 @@ def read_catalog(conn: psycopg.Connection, model: Model) -> list[o.DbObject]:
     schemas = sorted({model.helpers_schema} | {s for s, _ in model.tables}
                      | {s for s, _ in model.views})
     params = {"roles": roles, "schemas": schemas, "marker": o.MARKER,
-              "helpers": model.helpers_schema, "helper_names": [*model.claims, "claim"]}
+              "helpers": model.helpers_schema, "helper_names": [*model.claims, "claim"],
+              "sealing": [VERIFIER, KEY_STATUS]}
     out: list[o.DbObject] = []
 
     if conn.execute("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %(helpers)s",
                     params).fetchone():
         out.append(o.Schema(model.helpers_schema))
+    out += _context_seal(conn, model)
     for schema, name, returns, args, definition in conn.execute(_FUNCTIONS, params):
-        setting, prefix = setting_read(definition) or (None, "")
+        setting, prefix, sealed = setting_read(definition) or (None, "", False)
         out.append(o.HelperFunction(schema, name, returns, setting, prefix,
-                                    definition=definition, arguments=args))
+                                    definition=definition, arguments=args, sealed=sealed))
     (comment,) = conn.execute(_ACCESS_STORE, params).fetchone()
     if comment is not None and comment.startswith(STORE_COMMENT):
-        out.append(o.AccessStore(model.helpers_schema, comment[len(STORE_COMMENT):]))
+        prefix = comment[len(STORE_COMMENT):]
+        sealed = prefix.endswith(SEALED_SUFFIX)
+        out.append(o.AccessStore(model.helpers_schema,
+                                 prefix.removesuffix(SEALED_SUFFIX), sealed))
     out += [o.Role(name, login, inherit, bypass,
                    tuple(sorted(tuple(c.split("=", 1)) for c in settings)), limit)
             for name, login, inherit, bypass, settings, limit in conn.execute(_ROLES, params)]
@@ -153,6 +185,7 @@ def read_catalog(conn: psycopg.Connection, model: Model) -> list[o.DbObject]:
     out += [o.Membership(*row)
             for row in conn.execute(_MEMBERSHIPS.format(options=options), params)]
     out += [o.SchemaUsage(*row) for row in conn.execute(_USAGE, params)]
+    out += [o.FunctionGrant(*row) for row in conn.execute(_FUNCTION_GRANTS, params)]
 
     relations = conn.execute(_RELATIONS, params).fetchall()
     tables = {(s, n): oid for oid, s, n, kind, *_ in relations

@@ -443,4 +443,5 @@ def db_url() -> None:
     typer.echo(_dev_server(load_config()).url())
 
 
-from . import cli_access  # noqa: E402,F401  (registers `rlskit access` and `rlskit connect`)
+# registers `rlskit access`, `rlskit connect` and `rlskit key`
+from . import cli_access, cli_keys  # noqa: E402,F401

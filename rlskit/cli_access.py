@@ -15,6 +15,7 @@ from typing import Annotated
 
 import psycopg
 import typer
+from psycopg.conninfo import conninfo_to_dict
 from rich.console import Console
 from rich.table import Table
 
@@ -32,7 +33,6 @@ from .cli import (
     out,
 )
 from .config import Config, load_config, load_model
-from .context import claim_values
 from .errors import ConfigError
 from .model import Model
 from .server import embedded_bin_dir
@@ -52,11 +52,11 @@ AttributeOption = Annotated[str | None, typer.Option(
 ReasonOption = Annotated[str, typer.Option("--reason", help="Why (kept in the audit trail).")]
 
 
-def _say(text: str, console: Console = err) -> None:
+def say(text: str, console: Console = err) -> None:
     console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
-def _model_and_database(config: Config, env: str | None, database: str | None) -> tuple[Model, str]:
+def model_and_database(config: Config, env: str | None, database: str | None) -> tuple[Model, str]:
     """The model (under the environment's prefix) and the database to work on."""
     in_env, url = in_environment(config, env, database)
     if env is not None and url is None:
@@ -70,17 +70,17 @@ def _change(verb: str, product: str, role: str, user: str | None, group: str | N
             attribute: str | None, reason: str, database: str | None, model: str | None,
             env: str | None) -> None:
     config = load_config(model=model, database_url=database)
-    loaded, url = _model_and_database(config, env, database)
+    loaded, url = model_and_database(config, env, database)
     who = access.grantee(loaded, user=user, group=group, attribute=attribute)
     target = access.product_role(loaded, product, role)
     with psycopg.connect(url) as conn:
         if verb == "grant":
             done = access.grant(conn, loaded, product, role, who, reason)
-            _say(f"granted {target} to {who}" if done else
+            say(f"granted {target} to {who}" if done else
                  f"{who} already holds {target}; nothing changed")
         else:
             access.revoke(conn, loaded, product, role, who, reason)
-            _say(f"revoked {target} from {who} (from its next transaction)")
+            say(f"revoked {target} from {who} (from its next transaction)")
 
 
 @access_app.command("grant")
@@ -125,7 +125,7 @@ def list_command(
 ) -> None:
     """List who holds each product role (--history: who changed it, when and why)."""
     config = load_config(model=model, database_url=database)
-    loaded, url = _model_and_database(config, env, database)
+    loaded, url = model_and_database(config, env, database)
     with psycopg.connect(url) as conn:
         if history:
             rows = [[str(at), actor, action, role, str(who), reason]
@@ -161,8 +161,8 @@ def promote_command(
     kept and listed. Applied in one transaction: all or nothing.
     """
     config = load_config(model=model)
-    from_model, from_url = _model_and_database(config, source, None)
-    to_model, to_url = _model_and_database(config, target, None)
+    from_model, from_url = model_and_database(config, source, None)
+    to_model, to_url = model_and_database(config, target, None)
     with psycopg.connect(from_url) as conn:
         grants = access.list_grants(conn, from_model)
     with psycopg.connect(to_url) as conn:
@@ -179,18 +179,37 @@ def promote_command(
                                for g in plan.only_in_target]}, indent=2))
     else:
         for g in plan.add:
-            _say(f"+ {g.role} ← {g.grantee}  ({g.reason})", out)
+            say(f"+ {g.role} ← {g.grantee}  ({g.reason})", out)
         for g in plan.only_in_target:
-            _say(f"= {g.role} ← {g.grantee}  (only in {target}; kept)", out)
+            say(f"= {g.role} ← {g.grantee}  (only in {target}; kept)", out)
     verb = "copied" if apply else "would copy (dry run; --apply to copy)"
-    _say(f"{len(plan.add)} grant(s) {verb} from {source} to {target}")
+    say(f"{len(plan.add)} grant(s) {verb} from {source} to {target}")
 
 
-def _pgoptions(settings: list[tuple[str, str]]) -> str:
-    """Settings as libpq ``options`` (``-c name=value``, spaces and backslashes escaped)."""
-    def escape(text: str) -> str:
-        return text.replace("\\", "\\\\").replace(" ", "\\ ")
-    return " ".join(f"-c {escape(name)}={escape(value)}" for name, value in settings)
+_LIBPQ_ENV = {"host": "PGHOST", "hostaddr": "PGHOSTADDR", "port": "PGPORT", "user": "PGUSER",
+              "password": "PGPASSWORD", "dbname": "PGDATABASE", "passfile": "PGPASSFILE",
+              "sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT",
+              "sslkey": "PGSSLKEY", "application_name": "PGAPPNAME",
+              "connect_timeout": "PGCONNECT_TIMEOUT", "options": "PGOPTIONS"}
+
+
+def _libpq_environment(url: str) -> dict[str, str]:
+    """A connection string as libpq's environment variables (so psql's argv holds none
+    of it); a parameter libpq has no variable for is refused."""
+    params = conninfo_to_dict(url)
+    unknown = sorted(set(params) - set(_LIBPQ_ENV))
+    if unknown:
+        raise ConfigError(f"rlskit connect cannot pass {', '.join(unknown)} to psql; set it "
+                          "in ~/.pg_service.conf or the environment instead")
+    return {_LIBPQ_ENV[k]: str(v) for k, v in params.items() if v is not None}
+
+
+def _pgoptions(role: str) -> str:
+    """``-c role=<role>`` as libpq ``options``; a name with a control character (which
+    could end the option and start another) is refused."""
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in role):
+        raise ConfigError(f"role name {role!r} has a control character")
+    return "-c role=" + role.replace("\\", "\\\\").replace(" ", "\\ ")
 
 
 @app.command("connect", context_settings={"ignore_unknown_options": True})
@@ -199,31 +218,28 @@ def connect_command(
     role: Annotated[str, typer.Option("--role", help="The product role, e.g. "
                                                      "sales_analytics_analyst.")],
     psql_args: Annotated[list[str] | None, typer.Argument(help="Passed on to psql.")] = None,
-    token: Annotated[str | None, typer.Option(
-        "--token", envvar="RLSKIT_TOKEN", help="Act as this token's caller through the "
-        "application's login (checked with [tool.rlskit.jwt]); default: as your own login.")
-    ] = None,
     check_only: Annotated[bool, typer.Option("--check", help="Only say whether you may.")
                           ] = False,
     database: DatabaseOption = None, model: ModelOption = None, env: EnvOption = None,
 ) -> None:
-    """Open psql in a data product role, once it is clear you hold it.
+    """Open psql as your own login in a data product role, once it is clear you hold it.
 
-    If you do not, it says which grant is missing and who owns the product.
+    If you do not, it says which grant is missing and who owns the product. The
+    connection's details (password included) reach psql through its environment, never
+    its command line.
     """
     config = load_config(model=model, database_url=database)
-    loaded, url = _model_and_database(config, env, database)
-    values = None
-    if token is not None:
-        values = claim_values(loaded, config.verifier().verify(token))
+    loaded, url = model_and_database(config, env, database)
     with psycopg.connect(url) as conn:
-        settings = access.check(conn, loaded, role, values)
-    _say(f"you may act as {settings[0][1]}")
+        target = access.check(conn, loaded, role)
+    say(f"you may act as {target}")
     if check_only:
         return
     embedded = embedded_bin_dir() / "psql"
     psql = shutil.which("psql") or (str(embedded) if embedded.exists() else None)
     if psql is None:
         raise ConfigError("psql is not installed; use rlskit.connect(...) from Python")
-    env_vars = {**os.environ, "PGOPTIONS": _pgoptions(settings)}
-    raise typer.Exit(subprocess.run([psql, url, *(psql_args or [])], env=env_vars).returncode)
+    libpq = _libpq_environment(url)
+    options = " ".join(filter(None, (libpq.get("PGOPTIONS"), _pgoptions(target))))
+    env_vars = {**os.environ, **libpq, "PGOPTIONS": options}
+    raise typer.Exit(subprocess.run([psql, *(psql_args or [])], env=env_vars).returncode)

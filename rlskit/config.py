@@ -25,7 +25,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["Config", "Environment", "load_config", "load_model"]
+__all__ = ["Config", "Environment", "load_config", "load_context_settings", "load_model"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class Config:
     migrations: str
     environments: dict[str, Environment] = field(default_factory=dict)
     jwt: dict = field(default_factory=dict)  # [tool.rlskit.jwt]
+    context: dict = field(default_factory=dict)  # [tool.rlskit.context]
 
     def environment(self, name: str) -> Environment:
         if name not in self.environments:
@@ -114,7 +115,29 @@ def load_config(start: Path | None = None, *, model: str | None = None,
         migrations=section.get("migrations", "migrations"),
         environments=_environments(section.get("environments", {}), pyproject),
         jwt=_table(section.get("jwt", {}), pyproject, "jwt"),
+        context=_table(section.get("context", {}), pyproject, "context"),
     )
+
+
+def load_context_settings(start: Path | None = None) -> tuple[str, Path | None, int]:
+    """Where the application's context key is (``[tool.rlskit.context]``): the name of
+    the environment variable (``key_env``, default ``RLSKIT_CONTEXT_KEY``), a file
+    (``key_file``, relative to the project) and the seal's lifetime (``ttl`` seconds)."""
+    from .seal import DEFAULT_KEY_ENV, DEFAULT_TTL
+
+    config = load_config(start)
+    options = dict(config.context)
+    known = {"key_env", "key_file", "ttl"}
+    if set(options) - known:
+        raise ConfigError(f"[tool.rlskit.context] allows {', '.join(sorted(known))}, not "
+                          f"{', '.join(sorted(set(options) - known))}")
+    env, file, ttl = (options.get("key_env", DEFAULT_KEY_ENV), options.get("key_file"),
+                      options.get("ttl", DEFAULT_TTL))
+    if not isinstance(env, str) or not (file is None or isinstance(file, str)) or \
+            not isinstance(ttl, int) or isinstance(ttl, bool):
+        raise ConfigError("[tool.rlskit.context]: key_env and key_file are strings, ttl is a "
+                          "number of seconds")
+    return env, None if file is None else config.root / file, ttl
 
 
 def _table(value: object, pyproject: Path | None, name: str) -> dict:

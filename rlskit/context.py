@@ -40,14 +40,17 @@ class RequestContext:
     """Who is asking: a database role and the typed context values.
 
     `settings` holds every context setting the model declares, in order, as the text
-    ``set_config`` receives (an absent value is ``''``, which the helpers read as NULL),
-    then the role's limits (``statement_timeout`` …), all transaction-local.
+    ``set_config`` receives (an absent value is ``''``, which the helpers read as NULL);
+    `limits` the role's limits (``statement_timeout`` …); all are transaction-local. A
+    `sealed` context also carries a seal over the role and `settings` (`rlskit.seal`).
     """
 
     role: str
     model_role: str
     values: Mapping[str, Any]
     settings: tuple[tuple[str, str], ...]
+    limits: tuple[tuple[str, str], ...] = ()
+    sealed: bool = False
 
     def __getattr__(self, name: str) -> Any:
         values = self.__dict__.get("values", {})
@@ -135,8 +138,8 @@ def context_settings(model: Model, values: Mapping[str, Any]) -> tuple[tuple[str
 
 
 def _context(model: Model, role: Role, values: dict[str, Any]) -> RequestContext:
-    settings = context_settings(model, values) + model.limits(role)
-    return RequestContext(model.role_name(role), role.name, MappingProxyType(values), settings)
+    return RequestContext(model.role_name(role), role.name, MappingProxyType(values),
+                          context_settings(model, values), model.limits(role), model.sealed)
 
 
 def _select_role(model: Model, claims: Mapping[str, Any], values: Mapping[str, Any],

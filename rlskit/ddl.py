@@ -13,6 +13,7 @@ from psycopg import sql
 
 from . import objects as o
 from .access.store import create_store, drop_store
+from .keystore import VERIFIER, create_keystore, drop_keystore
 from .render import Ident, render
 from .sqltext import Privilege
 
@@ -56,7 +57,11 @@ def _(obj: o.HelperFunction, pg_version: int) -> list[sql.Composable]:
     else:
         signature = sql.SQL("{}()").format(Ident(obj.schema, obj.name))
         setting = sql.Literal(obj.setting)
-    value = sql.SQL("NULLIF(pg_catalog.current_setting({}, true), '')").format(setting)
+    if obj.sealed:  # a value only while the seal verifies for the current role
+        read = sql.SQL("{}(CURRENT_USER, {})").format(Ident(obj.schema, VERIFIER), setting)
+    else:
+        read = sql.SQL("pg_catalog.current_setting({}, true)").format(setting)
+    value = sql.SQL("NULLIF({}, '')").format(read)
     if obj.returns != "text":
         value = sql.SQL("CAST({} AS {})").format(value, sql.SQL(obj.returns))
     return [
@@ -68,8 +73,13 @@ def _(obj: o.HelperFunction, pg_version: int) -> list[sql.Composable]:
 
 
 @create.register
+def _(obj: o.ContextSeal, pg_version: int) -> list[sql.Composable]:
+    return create_keystore(obj)
+
+
+@create.register
 def _(obj: o.AccessStore, pg_version: int) -> list[sql.Composable]:
-    return create_store(obj.schema, obj.settings_prefix)
+    return create_store(obj.schema, obj.settings_prefix, obj.sealed)
 
 
 @create.register
@@ -113,6 +123,12 @@ def _(obj: o.Membership, pg_version: int) -> list[sql.Composable]:
     elif obj.admin:
         stmt = sql.SQL("{} WITH ADMIN OPTION").format(stmt)
     return [stmt]
+
+
+@create.register
+def _(obj: o.FunctionGrant, pg_version: int) -> list[sql.Composable]:
+    return [sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(
+        Ident(obj.schema, obj.function), Ident(obj.role))]
 
 
 @create.register
@@ -215,6 +231,11 @@ def _(obj: o.HelperFunction, pg_version: int) -> list[sql.Composable]:
 
 
 @drop.register
+def _(obj: o.ContextSeal, pg_version: int) -> list[sql.Composable]:
+    return drop_keystore(obj)
+
+
+@drop.register
 def _(obj: o.AccessStore, pg_version: int) -> list[sql.Composable]:
     return drop_store(obj.schema)
 
@@ -227,6 +248,12 @@ def _(obj: o.Role, pg_version: int) -> list[sql.Composable]:
 @drop.register
 def _(obj: o.Membership, pg_version: int) -> list[sql.Composable]:
     return [sql.SQL("REVOKE {} FROM {}").format(Ident(obj.role), Ident(obj.member))]
+
+
+@drop.register
+def _(obj: o.FunctionGrant, pg_version: int) -> list[sql.Composable]:
+    return [sql.SQL("REVOKE EXECUTE ON FUNCTION {} FROM {}").format(
+        Ident(obj.schema, obj.function), Ident(obj.role))]
 
 
 @drop.register
@@ -369,5 +396,6 @@ def _(obj: o.Membership, pg_version: int) -> list[sql.Composable]:
 
 @update.register(o.HelperFunction)
 @update.register(o.AccessStore)
+@update.register(o.ContextSeal)
 def _(obj: o.DbObject, pg_version: int) -> list[sql.Composable]:
     return create(obj, pg_version)  # CREATE OR REPLACE

@@ -15,6 +15,7 @@ import psycopg
 from . import objects as o
 from .catalog import privilege_key, read_catalog
 from .ddl import alter, create, drop, policy_delta
+from .keystore import verifier_source
 from .model import Model
 from .normalize import normalize
 from .render import render
@@ -22,8 +23,8 @@ from .target import target_objects
 
 __all__ = ["Change", "compare", "diff_database", "drift_sql"]
 
-_KIND_ORDER = [o.Schema, o.HelperFunction, o.AccessStore, o.Role, o.Membership, o.SchemaUsage,
-               o.TableGrant, o.RowSecurity, o.Policy, o.View]
+_KIND_ORDER = [o.Schema, o.ContextSeal, o.HelperFunction, o.AccessStore, o.Role, o.Membership,
+               o.SchemaUsage, o.FunctionGrant, o.TableGrant, o.RowSecurity, o.Policy, o.View]
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ def fingerprint(obj: o.DbObject, pg_version: int) -> object:
     """What must be equal for two objects with the same key to be the same state."""
     if isinstance(obj, o.HelperFunction):
         return obj.key, obj.returns, obj.definition
+    if isinstance(obj, o.ContextSeal):
+        return obj, obj.definition or verifier_source(obj)
     if isinstance(obj, o.Membership) and pg_version < 16:
         return obj.key, obj.admin  # no INHERIT/SET options before PostgreSQL 16
     if isinstance(obj, o.TableGrant):

@@ -17,11 +17,13 @@ DEFAULT_PG_VERSION = 18
 
 _SECTIONS: list[tuple[type, str]] = [
     (o.Schema, "Helper schema"),
+    (o.ContextSeal, "Sealed context: key table and verifier (keys come from `rlskit key rotate`)"),
     (o.HelperFunction, "Request-context helpers (fail closed: NULL when unset or empty)"),
     (o.AccessStore, "Data products: who holds which role (grants as data)"),
     (o.Role, "Roles (cluster-wide: created only when missing)"),
     (o.Membership, "Role hierarchy and authenticator memberships"),
     (o.SchemaUsage, "Schema usage"),
+    (o.FunctionGrant, "Who may run the seal's functions"),
     (o.TableGrant, "Table and view privileges"),
     (o.RowSecurity, "Row-level security"),
     (o.Policy, "Policies"),

@@ -356,15 +356,25 @@ class Model:
         self.waivers: list[Waiver] = []
         self.admins: list[tuple[Role | str, Role | str]] = []  # (admin, role it grants)
         self.products: dict[str, DataProduct] = {}
+        self.sealed = True  # see context()
 
     # -- declarations -----------------------------------------------------------------
 
-    def context(self, **claims: Claim) -> None:
-        """Declare request-context values: name -> Claim (setting ``prefix.name``)."""
+    def context(self, *, sealed: bool | None = None, **claims: Claim) -> None:
+        """Declare request-context values: name -> Claim (setting ``prefix.name``).
+
+        A sealed context (the default) is signed by the runtime and verified by the
+        database: SQL inside a request cannot change it. ``sealed=False`` keeps plain
+        settings anyone in the session can change (for tools that cannot sign; `rlskit
+        check` warns)."""
+        if sealed is not None:
+            if not isinstance(sealed, bool):
+                raise ModelError(f"context(sealed=...) must be True or False, got {sealed!r}")
+            self.sealed = sealed
         for name, claim in claims.items():
-            if not _NAME.match(name) or name == "claim":
+            if not _NAME.match(name) or name in ("claim", "seal"):
                 raise ModelError(f"context name {name!r} must match {_NAME.pattern} "
-                                 "and not be 'claim'")
+                                 "and not be 'claim' or 'seal'")
             if not isinstance(claim, Claim):
                 raise ModelError(f"context {name!r} must be a Claim, got {claim!r}")
             if name in self.claims:
@@ -621,6 +631,11 @@ class Model:
         if isinstance(role, str) and role in self.roles:
             return self.roles[role]
         raise ModelError(f"unknown role {role!r}")
+
+    @property
+    def key_owner(self) -> str:
+        """The NOLOGIN role that owns the context keys and their verifier (database name)."""
+        return f"{self.role_prefix}{self.helpers_schema}_keys"
 
     def setting_name(self, context: str) -> str:
         return f"{self.settings_prefix}.{context}"

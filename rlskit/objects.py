@@ -15,7 +15,9 @@ from .sqltext import Privilege
 
 __all__ = [
     "AccessStore",
+    "ContextSeal",
     "DbObject",
+    "FunctionGrant",
     "HelperFunction",
     "Membership",
     "Policy",
@@ -55,10 +57,29 @@ class HelperFunction:
     # normaliser, compared by the diff; not part of the identity.
     definition: str | None = field(default=None, compare=False)
     arguments: str = ""  # as pg_get_function_identity_arguments prints them
+    sealed: bool = False  # read through the seal's verifier (`ContextSeal`)
 
     @property
     def key(self) -> tuple:
         return ("function", self.schema, self.name)
+
+
+@dataclass(frozen=True)
+class ContextSeal:
+    """What verifies sealed request contexts (see `rlskit.keystore`): the key table and
+    the verifier in the helpers schema, owned by the NOLOGIN role `owner` (who may run them
+    is `FunctionGrant`s); the seal covers the settings `names`."""
+
+    schema: str
+    names: tuple[str, ...]
+    owner: str
+    # The verifier's body as the server keeps it (prosrc): filled in by the catalog
+    # reader, compared by the diff; not part of the identity.
+    definition: str | None = field(default=None, compare=False)
+
+    @property
+    def key(self) -> tuple:
+        return ("context seal", self.schema)
 
 
 @dataclass(frozen=True)
@@ -68,6 +89,7 @@ class AccessStore:
 
     schema: str
     settings_prefix: str
+    sealed: bool = False  # reads the sealed context (see `ContextSeal`)
 
     @property
     def key(self) -> tuple:
@@ -112,6 +134,20 @@ class SchemaUsage:
     @property
     def key(self) -> tuple:
         return ("usage", self.schema, self.role)
+
+
+@dataclass(frozen=True)
+class FunctionGrant:
+    """``GRANT EXECUTE ON FUNCTION schema.function TO role`` (a function of rlskit's own,
+    whose name is unique in its schema)."""
+
+    schema: str
+    function: str
+    role: str
+
+    @property
+    def key(self) -> tuple:
+        return ("execute", self.schema, self.function, self.role)
 
 
 @dataclass(frozen=True)
@@ -167,8 +203,8 @@ class View:
 
 
 DbObject = (
-    Schema | HelperFunction | AccessStore | Role | Membership | SchemaUsage | TableGrant
-    | RowSecurity | Policy | View
+    Schema | ContextSeal | HelperFunction | AccessStore | Role | Membership | SchemaUsage
+    | FunctionGrant | TableGrant | RowSecurity | Policy | View
 )
 
 
@@ -178,8 +214,10 @@ def rename_roles(obj: DbObject, rename: Callable[[str], str]) -> DbObject:
         return replace(obj, name=rename(obj.name))
     if isinstance(obj, Membership):
         return replace(obj, role=rename(obj.role), member=rename(obj.member))
-    if isinstance(obj, (SchemaUsage, TableGrant)):
+    if isinstance(obj, (SchemaUsage, FunctionGrant, TableGrant)):
         return replace(obj, role=rename(obj.role))
+    if isinstance(obj, ContextSeal):
+        return replace(obj, owner=rename(obj.owner))
     if isinstance(obj, Policy):
         roles = obj.roles if obj.roles is None else tuple(map(rename, obj.roles))
         return replace(obj, roles=roles)  # None: an ALTER POLICY that keeps the roles

@@ -2,20 +2,24 @@
 statement itself is `rlskit.wire`'s).
 
 - `check_connection`: refuses a connection role that is superuser, has BYPASSRLS, or can
-  act as the owner of a protected table.
+  act as the owner of a protected table, and (sealed models) a context key the database
+  does not accept or a clock too far from the database's.
 - `leftovers_query` / `leftovers`: what a pool reads from a connection after resetting it,
   and what it refuses (a role or a setting that survived the reset).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from .errors import UnsafeConnectionError
+from .keystore import KEY_STATUS
 from .model import Model
+from .seal import current_key
 
 __all__ = [
     "check_connection",
@@ -98,23 +102,75 @@ def _verdict(rows: list[tuple[str, str, str | None]], model: Model) -> None:
                                     f"{'; '.join(problems)}; {use}")
 
 
+def _key_query(model: Model) -> tuple[sql.Composable, list[str]]:
+    key = current_key()
+    query = sql.SQL("SELECT {}(%s, %s), extract(epoch FROM statement_timestamp())::float8"
+                    ).format(sql.Identifier(model.helpers_schema, KEY_STATUS))
+    return query, [key.kid, key.probe()]
+
+
+def _key_verdict(status: str, db_time: float, model: Model) -> None:
+    """Refuse to start with a key the database does not accept, or a clock so far off
+    that seals expire (or live too long) by the database's clock."""
+    kid = current_key().kid
+    if status != "ok":
+        why = {"unknown": "is not known to the database (add it with `rlskit key rotate`, "
+                          "or give the application the key that command printed)",
+               "retired": "was retired (give the application the current key)",
+               "mismatch": "does not match the database's key of that id"}[status]
+        raise UnsafeConnectionError(f"the application's context key {kid!r} {why}")
+    skew = db_time - time.time()
+    if abs(skew) > current_key().ttl / 2:
+        raise UnsafeConnectionError(
+            f"this machine's clock is {abs(skew):.0f} s {'behind' if skew > 0 else 'ahead of'}"
+            f" the database's, more than half the seal's lifetime ({current_key().ttl} s): "
+            "synchronise the clocks or raise ttl in [tool.rlskit.context]")
+
+
+def _no_verifier(model: Model) -> UnsafeConnectionError:
+    return UnsafeConnectionError(
+        f"the model seals its context but the database has no verifier "
+        f"{model.helpers_schema}.{KEY_STATUS} the connection role may run: migrate it "
+        "(rlskit migrate)")
+
+
 def check_connection(conn: psycopg.Connection, model: Model) -> None:
     """Raise `UnsafeConnectionError` unless `conn`'s role is subject to row-level security
-    on every table the model protects. Run it once at start-up."""
+    on every table the model protects and, for a sealed model, the database accepts the
+    application's context key. Run it once at start-up."""
     idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-    with conn.cursor() as cur:
-        rows = cur.execute(_CHECK, _check_params(model)).fetchall()
-    if idle and not conn.autocommit:
-        conn.rollback()
+    key = None
+    try:
+        with conn.cursor() as cur:
+            rows = cur.execute(_CHECK, _check_params(model)).fetchall()
+            if model.sealed:
+                key = cur.execute(*_key_query(model)).fetchone()
+    except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedFunction):
+        raise _no_verifier(model) from None
+    finally:
+        if idle and not conn.autocommit:
+            conn.rollback()
     _verdict(rows, model)
+    if key is not None:
+        _key_verdict(*key, model)
 
 
 async def check_connection_async(conn: psycopg.AsyncConnection, model: Model) -> None:
     """`check_connection` for an asyncio connection."""
     idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-    async with conn.cursor() as cur:
-        await cur.execute(_CHECK, _check_params(model))
-        rows = await cur.fetchall()
-    if idle and not conn.autocommit:
-        await conn.rollback()
+    key = None
+    try:
+        async with conn.cursor() as cur:
+            await cur.execute(_CHECK, _check_params(model))
+            rows = await cur.fetchall()
+            if model.sealed:
+                await cur.execute(*_key_query(model))
+                key = await cur.fetchone()
+    except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedFunction):
+        raise _no_verifier(model) from None
+    finally:
+        if idle and not conn.autocommit:
+            await conn.rollback()
     _verdict(rows, model)
+    if key is not None:
+        _key_verdict(*key, model)

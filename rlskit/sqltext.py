@@ -31,6 +31,7 @@ __all__ = [
     "wrap_helper_calls",
 ]
 
+SEALED_READER = "sealed_setting"  # the seal's verifier (rlskit.keystore.VERIFIER)
 PLACEHOLDER_TABLE = "rlskit_placeholder_table"
 PLACEHOLDER_ROLE = "rlskit_placeholder_role"
 
@@ -175,26 +176,33 @@ def _uncast(node: ast.Node) -> ast.Node:
     return node
 
 
-def setting_read(function_definition: str) -> tuple[str | None, str] | None:
+def setting_read(function_definition: str) -> tuple[str | None, str, bool] | None:
     """What a helper function (as ``pg_get_functiondef`` prints it) reads: ``(setting,
-    prefix)`` for ``current_setting('prefix.x')``, ``(None, prefix)`` for the generic
-    ``current_setting('prefix.' || name)``, None when it reads no setting that way."""
+    prefix, sealed)`` for ``current_setting('prefix.x')`` (``sealed``: through the seal's
+    verifier, ``sealed_setting(CURRENT_USER, 'prefix.x')``), ``(None, prefix, sealed)`` for
+    the generic ``… 'prefix.' || name``, None when it reads no setting that way."""
     try:
         tree = parse_sql(function_definition)
     except ParseError:
         return None
     for node in walk(tree[0].stmt):
-        if not (isinstance(node, ast.FuncCall) and _func_name(node)[-1] == "current_setting"
-                and node.args):
+        if not isinstance(node, ast.FuncCall) or not node.args:
             continue
-        arg = _uncast(node.args[0])
+        function = _func_name(node)[-1]
+        if function == "current_setting":
+            arg, sealed = node.args[0], False
+        elif function == SEALED_READER and len(node.args) == 2:
+            arg, sealed = node.args[1], True
+        else:
+            continue
+        arg = _uncast(arg)
         name = _string_arg(arg)
         if name is not None:
-            return name, name.rpartition(".")[0]
+            return name, name.rpartition(".")[0], sealed
         if isinstance(arg, ast.A_Expr) and arg.name[0].sval == "||":
             prefix = _string_arg(_uncast(arg.lexpr))
             if prefix is not None and prefix.endswith("."):
-                return None, prefix[:-1]
+                return None, prefix[:-1], sealed
     return None
 
 

@@ -10,6 +10,7 @@ from pglast.stream import maybe_double_quote_name as quote
 
 from . import objects as o
 from .errors import ModelError
+from .keystore import KEY_STATUS, VERIFIER
 from .model import ROW_COMMANDS, Model, Table, row_commands
 from .sqltext import policy_expression
 
@@ -26,14 +27,20 @@ def target_objects(model: Model, pg_version: int) -> list[o.DbObject]:
         raise ModelError(f"tenant tables need a {TENANT_CONTEXT!r} context: "
                          f"model.context({TENANT_CONTEXT}=Claim(...))")
     out: list[o.DbObject] = [o.Schema(model.helpers_schema)]
+    if model.sealed:
+        out.append(o.ContextSeal(model.helpers_schema,
+                                 tuple(model.setting_name(n) for n in model.claims),
+                                 model.key_owner))
     out += _helpers(model)
     if model.products:
-        out.append(o.AccessStore(model.helpers_schema, model.settings_prefix))
+        out.append(o.AccessStore(model.helpers_schema, model.settings_prefix, model.sealed))
     out += [o.Role(model.role_name(r), login=r.login, inherit=not r.login, settings=r.limits,
                    connection_limit=-1 if r.connection_limit is None else r.connection_limit)
             for r in model.roles.values()]
     out += _memberships(model)
     out += _schema_usage(model)
+    if model.sealed:
+        out += _seal_grants(model)
     for table in model.tables.values():
         out += [o.TableGrant(table.schema, table.name, model.role_name(role), privs)
                 for role, privs in table.grants.items()]
@@ -53,13 +60,24 @@ def target_objects(model: Model, pg_version: int) -> list[o.DbObject]:
 
 
 def _helpers(model: Model) -> list[o.HelperFunction]:
-    schema, prefix = model.helpers_schema, model.settings_prefix
+    schema, prefix, sealed = model.helpers_schema, model.settings_prefix, model.sealed
     helpers = [
-        o.HelperFunction(schema, name, claim.sql_type, model.setting_name(name), prefix)
+        o.HelperFunction(schema, name, claim.sql_type, model.setting_name(name), prefix,
+                         sealed=sealed)
         for name, claim in model.claims.items()
     ]
-    helpers.append(o.HelperFunction(schema, "claim", "text", None, prefix, arguments="name text"))
+    helpers.append(o.HelperFunction(schema, "claim", "text", None, prefix, arguments="name text",
+                                    sealed=sealed))
     return helpers
+
+
+def _seal_grants(model: Model) -> list[o.FunctionGrant]:
+    """The verifier for every group role (their policies call it through the helpers), the
+    key status for the authenticators (their start-up check asks it)."""
+    schema = model.helpers_schema
+    return ([o.FunctionGrant(schema, VERIFIER, model.role_name(r)) for r in model.group_roles]
+            + [o.FunctionGrant(schema, KEY_STATUS, model.role_name(name))
+               for name in model.authenticators])
 
 
 def _memberships(model: Model) -> list[o.Membership]:
@@ -92,7 +110,11 @@ def _schema_usage(model: Model) -> list[o.SchemaUsage]:
     for obj in (*model.tables.values(), *model.views.values()):
         if obj.schema not in schemas:
             schemas.append(obj.schema)
-    return [o.SchemaUsage(s, model.role_name(r)) for s in schemas for r in model.group_roles]
+    out = [o.SchemaUsage(s, model.role_name(r)) for s in schemas for r in model.group_roles]
+    if model.sealed:  # the authenticators' start-up check asks the key status
+        out += [o.SchemaUsage(model.helpers_schema, model.role_name(name))
+                for name in model.authenticators]
+    return out
 
 
 def _policies(model: Model, table: Table) -> list[o.Policy]:

@@ -1,9 +1,10 @@
 """BEGIN and the context statement in one round trip, sent through libpq itself.
 
 The context statement is ``SELECT set_config('role', $1, true), set_config('app.tenant_id',
-$2, true), …``: ``set_config('role', …, true)`` is ``SET LOCAL ROLE``, the role and every
-value travel as bind parameters, the setting names (the model's, quoted by psycopg) are
-part of the statement, and everything ends with the transaction.
+$2, true), …, set_config('rlskit.seal', $n, true)``: ``set_config('role', …, true)`` is
+``SET LOCAL ROLE``, the role, every value and the seal (`rlskit.seal`) travel as bind
+parameters, the setting names (the model's, quoted by psycopg) are part of the statement,
+and everything ends with the transaction.
 
 psycopg's pipeline mode could send it with the BEGIN, but its Python bookkeeping costs more
 than the round trip it saves on a small transaction. Here the connection's `PGconn` enters
@@ -28,6 +29,7 @@ from psycopg.pq import DiagnosticField, ExecStatus, TransactionStatus
 from psycopg.waiting import Wait
 
 from .context import RequestContext
+from .seal import session_settings
 
 __all__ = ["begin", "begin_async", "context_statement", "exchange"]
 
@@ -53,9 +55,10 @@ def exchange(conn: psycopg.Connection | psycopg.AsyncConnection, ctx: RequestCon
     caller rolls back). A prepared statement the server has lost (``DEALLOCATE ALL``,
     another server behind a pooler) is prepared again in a second exchange."""
     pgconn = conn.pgconn
-    query, name = context_statement(tuple(setting for setting, _ in ctx.settings))
+    settings = session_settings(ctx)
+    query, name = context_statement(tuple(setting for setting, _ in settings))
     encoding = conn.info.encoding
-    values = [ctx.role.encode(encoding), *(v.encode(encoding) for _, v in ctx.settings)]
+    values = [ctx.role.encode(encoding), *(v.encode(encoding) for _, v in settings)]
     known = _prepared.setdefault(conn, set()) if conn.prepare_threshold is not None else None
     for attempt in (1, 2):
         prepare = known is not None and name not in known

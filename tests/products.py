@@ -11,7 +11,9 @@ from psycopg import sql
 
 from rlskit import access
 from rlskit.examples.sales import build_model
+from rlskit.keystore import rotate
 from rlskit.scratch import install_model
+from rlskit.seal import current_key
 from rlskit.testing import ScratchDatabase
 
 SEED = """
@@ -28,6 +30,7 @@ class Environment:
         self.model = build_model(f"{db.role_prefix}{name}_")
         with db.connect() as conn:
             install_model(conn, self.model, db.role_prefix + "owner")
+            rotate(conn, self.model.helpers_schema, current_key())  # the test run's key
             conn.execute(SEED)
             for person in ("alice", "bob", "carol", "dave"):
                 conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(self.ident(person)))

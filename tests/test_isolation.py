@@ -173,9 +173,7 @@ def test_table_owner_is_bound_too(example):
 
 def test_context_does_not_outlive_the_transaction(example):
     a = example.data.a
-    with example.db.connect(user=example.role("app_authenticator")) as conn:
-        conn.execute("SET LOCAL ROLE {}".format(example.role("member")))
-        conn.execute("SELECT set_config('app.tenant_id', %s, true)", [str(a.id)])
+    with example.session("member", a.id, a.member) as conn:
         assert conn.execute("SELECT count(*) FROM flow").fetchone()[0] == len(a.flows)
         conn.commit()
         assert conn.execute("SELECT current_user").fetchone()[0] == \

@@ -4,12 +4,14 @@
   from a verified token) hold, read from the grants store in the database.
 - `context_for`: a verified token's claims → the `RequestContext` of one of those roles,
   for `rlskit.psycopg.transaction` and the other integrations.
-- `connect`: a dedicated connection in a role, checked first; a caller without the role
-  gets an `AccessError` saying which grant is missing and who can give it.
+- `connect`: a dedicated connection of a person's own login in a role, checked first; a
+  caller without the role gets an `AccessError` saying which grant is missing and who can
+  give it.
 
-A caller is either a token (through the application's authenticator login) or a database
-login of its own (``psql``): the first holds a role by a grant in the store, the second by
-membership (which ``rlskit access grant --user <login>`` also gives).
+A caller is either a token (through the application's authenticator login, with a sealed
+context) or a person's own database login (``psql``): the first holds a role by a grant in
+the store, the second by membership (which ``rlskit access grant --user <login>`` also
+gives). A token never opens a session of its own.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from ..config import load_config, load_model
 from ..context import RequestContext, claim_values, context_settings, for_role
 from ..errors import ConfigError
-from ..jwt import Verifier
 from ..model import Model, Role
+from ..seal import seal_setting
 from .grants import PRODUCT_KINDS, AccessError, list_grants, read_store
 
 __all__ = ["check", "connect", "context_for", "explain", "product_roles", "roles_held"]
@@ -45,8 +48,11 @@ def roles_held(conn: psycopg.Connection, model: Model, values: Mapping[str, Any]
                ) -> list[str]:
     """The model's product roles (database names) a caller with these context values
     holds."""
+    settings = context_settings(model, values)
+    if model.sealed:  # the store believes a context sealed for the session's login
+        settings += (seal_setting(conn.info.user, settings),)
     with conn.transaction(force_rollback=True):  # the settings go with it
-        for name, value in context_settings(model, values):
+        for name, value in settings:
             conn.execute("SELECT pg_catalog.set_config(%s, %s, true)", [name, value])
         rows = read_store(conn, model, "roles_held")
     known = product_roles(model)
@@ -110,51 +116,41 @@ def _held_context(conn: psycopg.Connection, model: Model, values: Mapping[str, A
     return for_role(model, product_roles(model)[target][2], **values)
 
 
-def check(conn: psycopg.Connection, model: Model, role: str,
-          values: Mapping[str, Any] | None) -> list[tuple[str, str]]:
-    """The session settings (``role`` first) of a caller acting as `role`, or an
-    `AccessError` saying why it may not: with context `values` (a token's, `conn` the
-    authenticator's) by the grants store, without (`conn` the caller's own login) by
-    membership."""
-    if values is not None:
-        ctx = _held_context(conn, model, values, role)
-        return [("role", ctx.role), *ctx.settings]
+def check(conn: psycopg.Connection, model: Model, role: str) -> str:
+    """The database role of product role `role` if the session's own login holds it (a
+    membership, which the store mirrors for user grants), else an `AccessError` saying
+    why not and who can grant it."""
     target = _target(model, role)
     (member,) = conn.execute("SELECT pg_catalog.pg_has_role(session_user, %s, 'MEMBER')",
                              [target]).fetchone()
     if not member:
         raise AccessError(explain(conn, model, target, f"login {conn.info.user!r}"))
-    return [("role", target)]
+    return target
 
 
-def connect(role: str, *, token: str | None = None, url: str | None = None,
-            model: Model | None = None, verifier: Verifier | None = None, **kwargs: Any
-            ) -> psycopg.Connection:
-    """A new connection acting as product role `role`, checked before it is handed over.
+def connect(role: str, *, url: str | None = None, model: Model | None = None,
+            **kwargs: Any) -> psycopg.Connection:
+    """A new connection of your own login (`url`) acting as product role `role`, checked
+    before it is handed over.
 
-    With `token`, `url` is the authenticator's login and the token's grants decide;
-    without, `url` is the caller's own login, which must be a member of the role. `url`,
-    `model` and `verifier` default to the project's ``[tool.rlskit]`` (database_url,
-    model, jwt). The role and context are set for the session: the connection is the
-    caller's alone (do not return it to a pool). The product tables' policy still checks
-    the grant on every statement, so a revoke takes effect at once.
+    A person always connects as their own LOGIN role, never as the application's
+    authenticator: a token is the application's proof of a caller, not a key to a
+    session (whoever held the session could forge any context). `url` and `model`
+    default to the project's ``[tool.rlskit]``. The product tables' policy still checks
+    the membership on every statement, so a revoke takes effect at once.
     """
-    if model is None or url is None or (token is not None and verifier is None):
+    if model is None or url is None:
         config = load_config()
         model = model or load_model(config.model, config.root)
         url = url or config.database_url
         if url is None:
             raise ConfigError("no database: pass url= or set RLSKIT_DATABASE_URL")
-        if token is not None and verifier is None:
-            verifier = config.verifier()
     _target(model, role)
-    values = claim_values(model, verifier.verify(token)) if verifier and token else None
     conn = psycopg.connect(url, **kwargs)
     try:
-        settings = check(conn, model, role, values)
+        target = check(conn, model, role)
         conn.rollback()
-        for name, value in settings:
-            conn.execute("SELECT pg_catalog.set_config(%s, %s, false)", [name, value])
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(target)))
         conn.commit()
     except BaseException:
         conn.close()

@@ -6,8 +6,10 @@ the only way to read and write them:
 
 - ``holds(role)``: does the caller hold `role`? A login that natively inherits it does;
   otherwise a grant must match the request context (``<prefix>.user_id``,
-  ``<prefix>.groups``, ``<prefix>.<attribute>``). Product tables carry a restrictive
-  policy calling it, so a grant or revoke counts from the next statement, without a deploy.
+  ``<prefix>.groups``, ``<prefix>.<attribute>``) — for a sealed model only a context
+  whose seal verifies for `role` itself, so a forged setting or a role switched inside a
+  request holds nothing. Product tables carry a restrictive policy calling it, so a grant
+  or revoke counts from the next statement, without a deploy.
 - ``roles_held()``: the product roles the request context holds (what the runtime reads).
 - ``grant_access(...)`` / ``revoke_access(...)``: checked in the database — the role must
   exist, the session user must hold it WITH ADMIN (the product owner does), an attribute
@@ -26,11 +28,14 @@ from psycopg import sql
 
 from ..objects import MARKER
 from ..render import Ident
+from ..sqltext import SEALED_READER
 
-__all__ = ["FUNCTIONS", "GRANT_KINDS", "STORE_COMMENT", "create_store", "drop_store"]
+__all__ = ["FUNCTIONS", "GRANT_KINDS", "SEALED_SUFFIX", "STORE_COMMENT", "create_store",
+           "drop_store"]
 
 GRANT_KINDS = ("user", "group", "attribute")
 STORE_COMMENT = "managed by rlskit: access grants, settings prefix "
+SEALED_SUFFIX = ", sealed"  # the comment's tail when the store reads the sealed context
 FUNCTIONS = {  # name -> identity arguments, as pg_get_function_identity_arguments prints
     "access_history": "",
     "access_grants": "",
@@ -65,16 +70,18 @@ CREATE TABLE IF NOT EXISTS {grants} (
 ;GRANT USAGE ON SCHEMA {schema} TO PUBLIC
 ;COMMENT ON TABLE {grants} IS {comment}"""
 
+_MATCHING = """
+  SELECT DISTINCT g.role FROM {grants} g
+  WHERE (g.kind = 'user' AND g.subject = {read}({caller}{user}{tail}))
+     OR (g.kind = 'group' AND g.subject = ANY (CAST(NULLIF(
+           {read}({caller}{groups}{tail}), '') AS text[])))
+     OR (g.kind = 'attribute' AND g.value = {read}({caller}{prefix} || g.subject{tail}))"""
+
 _ROLES_HELD = """
 CREATE OR REPLACE FUNCTION {schema}.roles_held() RETURNS SETOF name
 LANGUAGE sql STABLE {definer}
 BEGIN ATOMIC
-  SELECT DISTINCT g.role FROM {grants} g
-  WHERE (g.kind = 'user' AND g.subject = pg_catalog.current_setting({user}, true))
-     OR (g.kind = 'group' AND g.subject = ANY (CAST(NULLIF(
-           pg_catalog.current_setting({groups}, true), '') AS text[])))
-     OR (g.kind = 'attribute' AND g.value = pg_catalog.current_setting({prefix} || g.subject,
-                                                                       true))
+  {matching}
   ORDER BY 1;
 END"""
 
@@ -82,7 +89,7 @@ _HOLDS = """
 CREATE OR REPLACE FUNCTION {schema}.holds(target name) RETURNS boolean
 LANGUAGE sql STABLE {definer}
 RETURN pg_catalog.pg_has_role(session_user, target, 'USAGE')
-    OR target IN (SELECT r FROM {schema}.roles_held() r)"""
+    OR target IN ({matching})"""
 
 _ACCESS_GRANTS = """
 CREATE OR REPLACE FUNCTION {schema}.access_grants()
@@ -181,7 +188,21 @@ def _dollar(body: str) -> str:
     return f"${tag}${body}${tag}$"
 
 
-def create_store(schema: str, settings_prefix: str) -> list[sql.Composable]:
+def _matching(names: dict[str, sql.Composable], schema: str, sealed: bool,
+              caller: str) -> sql.Composable:
+    """The roles granted to the request context; `sealed`: only values whose seal verifies
+    for `caller` (the role asked about, or the session's login) count."""
+    if sealed:
+        read = sql.SQL("{}.{}").format(Ident(schema), sql.Identifier(SEALED_READER))
+        who = sql.SQL(f"{caller}, ")
+    else:
+        read, who = sql.SQL("pg_catalog.current_setting"), sql.SQL("")
+    tail = sql.SQL("") if sealed else sql.SQL(", true")
+    return sql.SQL(_MATCHING).format(read=read, caller=who, tail=tail, **names)
+
+
+def create_store(schema: str, settings_prefix: str, sealed: bool = False
+                 ) -> list[sql.Composable]:
     """Create the store (tables only if missing, functions replaced): running it again
     keeps every grant, so it also serves as the in-place update."""
     names = {
@@ -190,13 +211,17 @@ def create_store(schema: str, settings_prefix: str) -> list[sql.Composable]:
         "prefix": sql.Literal(settings_prefix + "."),
         "user": sql.Literal(f"{settings_prefix}.user_id"),
         "groups": sql.Literal(f"{settings_prefix}.groups"),
-        "comment": sql.Literal(STORE_COMMENT + settings_prefix),
+        "comment": sql.Literal(STORE_COMMENT + settings_prefix
+                               + (SEALED_SUFFIX if sealed else "")),
         "schema_name": sql.Literal(schema), "marker": sql.Literal(MARKER),
     }
     out: list[sql.Composable] = [sql.SQL(s).format(**names)
                                  for s in _TABLES.split(";") if s.strip()]
-    out += [sql.SQL(text).format(**names)
-            for text in (_ROLES_HELD, _HOLDS, _ACCESS_GRANTS, _ACCESS_HISTORY)]
+    out += [sql.SQL(_ROLES_HELD).format(
+                matching=_matching(names, schema, sealed, "session_user"), **names),
+            sql.SQL(_HOLDS).format(matching=_matching(names, schema, sealed, "target"),
+                                   **names)]
+    out += [sql.SQL(text).format(**names) for text in (_ACCESS_GRANTS, _ACCESS_HISTORY)]
     for name, body, verb in (("grant_access", _GRANT_BODY, "grant"),
                              ("revoke_access", _REVOKE_BODY, "revoke")):
         text = sql.SQL(body.replace("{verb}", verb)).format(**names).as_string()

@@ -12,7 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .. import objects as o
+from ..ddl import create
 from ..model import Model
+from ..render import render
 from ..sqltext import relations_read
 from ..target import target_objects
 
@@ -65,6 +67,7 @@ class FunctionFacts:
     arguments: str
     security_definer: bool
     fixed_search_path: bool
+    definition: str | None = None  # as pg_get_functiondef prints it (helpers schema only)
 
     @property
     def qualified(self) -> str:
@@ -216,4 +219,7 @@ def from_model(model: Model, pg_version: int) -> Facts:
         member_of=_closure({r: becomes.get(r, set()) | inherits.get(r, set())
                             for r in roles}, roles),
         exposed_schemas=frozenset(u.schema for u in objects if isinstance(u, o.SchemaUsage)),
+        functions=[FunctionFacts(f.schema, f.name, f.arguments, False, False,
+                                 "\n".join(render(s) for s in create(f, 18)))
+                   for f in objects if isinstance(f, o.HelperFunction)],
     )

@@ -77,7 +77,9 @@ WHERE m.oid = ANY(%s) AND pg_catalog.pg_has_role(m.oid, r.oid, 'MEMBER')"""
 _FUNCTIONS = f"""
 SELECT n.nspname, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid),
        p.prosecdef,
-       EXISTS (SELECT 1 FROM unnest(p.proconfig) s WHERE s LIKE 'search\\_path=%%')
+       EXISTS (SELECT 1 FROM unnest(p.proconfig) s WHERE s LIKE 'search\\_path=%%'),
+       CASE WHEN n.nspname = %s AND p.prokind = 'f' THEN pg_catalog.pg_get_functiondef(p.oid)
+       END
 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 WHERE {_USER_SCHEMAS}
   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
@@ -163,7 +165,8 @@ def read_facts(conn: psycopg.Connection, model: Model) -> Facts:
         roles={r.name: r for r in roles.values()},
         privileges_of={k: frozenset(v) for k, v in privileges_of.items()},
         member_of={k: frozenset(v) for k, v in member_of.items()},
-        functions=[FunctionFacts(*row) for row in conn.execute(_FUNCTIONS)],
+        functions=[FunctionFacts(*row)
+                   for row in conn.execute(_FUNCTIONS, [scope.helpers_schema])],
         defaults=defaults,
         blocked_inserts=[tuple(row) for row in conn.execute(  # type: ignore[misc]
             _BLOCKED_INSERTS, [sorted(scope.app_roles)])],

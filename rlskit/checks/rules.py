@@ -11,7 +11,7 @@ from pglast.stream import maybe_double_quote_name
 
 from .. import objects as o
 from ..model import ROW_COMMANDS, row_commands
-from ..sqltext import SqlTextError, parse_expression
+from ..sqltext import SqlTextError, parse_expression, setting_read
 from .facts import PUBLIC, Facts, Grant, Relation
 
 __all__ = ["RULES", "Hit", "Rule"]
@@ -395,3 +395,18 @@ def sequence_not_granted(facts: Facts) -> Iterator[Hit]:
         yield Hit(relation, f"{role} may INSERT but cannot use {sequence}",
                   f"GRANT USAGE ON SEQUENCE {sequence} TO {role}, or make the column "
                   "GENERATED ... AS IDENTITY (INSERT alone is then enough)")
+
+
+@rule("RLS019", "warning", "request context not sealed",
+      "A helper reads its context setting without verifying the seal, so SQL sent inside a "
+      "request (one injected set_config) changes the tenant, the user or the role, and the "
+      "policies follow it.")
+def unsealed_context(facts: Facts) -> Iterator[Hit]:
+    for fn in facts.functions:
+        read = setting_read(fn.definition) if fn.definition else None
+        if fn.schema == facts.scope.helpers_schema and read is not None \
+                and read[1] == facts.scope.settings_prefix and not read[2]:
+            yield Hit(fn.qualified, "returns a context setting anyone in the session can set",
+                      "seal the context: drop sealed=False from model.context(...), migrate, "
+                      "and give the application a key (rlskit key rotate)")
+

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import errors, sql
 
+from ..context import for_role
 from ..model import Model
 from ..scratch import drop_database
+from ..seal import ContextKey, session_settings
 from .install import ExampleData, install
 
 __all__ = ["Probe", "run_demo"]
@@ -49,11 +51,18 @@ class Probe:
         return self.leaked == 0 and self.no_context == 0 and self.cross_tenant_write != "LEAK"
 
 
-def _begin(conn: psycopg.Connection, role: str, tenant: object, user: object) -> None:
-    conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
-    if tenant is not None:
-        conn.execute("SELECT set_config('app.tenant_id', %s, true), "
-                     "set_config('app.user_id', %s, true)", [str(tenant), str(user)])
+def _begin(conn: psycopg.Connection, model: Model, role: str, tenant: object, user: object,
+           key: ContextKey) -> None:
+    """The request context as the runtime sends it: role, settings and seal."""
+    ctx = for_role(model, role, **({} if tenant is None else {"tenant_id": tenant,
+                                                               "user_id": user}))
+    if tenant is None:  # no context at all: just the role
+        conn.execute("SELECT set_config('role', %s, true)", [ctx.role])
+        return
+    settings = session_settings(ctx, key)
+    conn.execute(sql.SQL("SELECT set_config('role', %s, true), {}").format(
+        sql.SQL(", ").join([sql.SQL("set_config(%s, %s, true)")] * len(settings))),
+        [ctx.role, *(v for pair in settings for v in pair)])
 
 
 def _count(conn: psycopg.Connection, query: str, foreign: set) -> tuple[int, int] | None:
@@ -75,19 +84,18 @@ def _write_probe(conn: psycopg.Connection, data: ExampleData) -> str:
     return "LEAK"
 
 
-def probe(url: str, model: Model, data: ExampleData) -> list[Probe]:
+def probe(url: str, model: Model, data: ExampleData, key: ContextKey) -> list[Probe]:
     """Probe every role x table as the authenticator, rolling back all writes."""
     out = []
     auth = model.role_name("app_authenticator")
     for role in ROLES:
-        db_role = model.role_name(role)
         for table, query in TABLES.items():
             with psycopg.connect(url, user=auth) as conn:
-                _begin(conn, db_role, data.a.id, data.a.member)
+                _begin(conn, model, role, data.a.id, data.a.member, key)
                 seen = _count(conn, query, _foreign(table, data))
                 write = _write_probe(conn, data) if table == "flow" else "n/a"
                 conn.rollback()
-                _begin(conn, db_role, None, None)
+                _begin(conn, model, role, None, None, key)
                 blind = _count(conn, query, set())
                 conn.rollback()
             out.append(Probe(role, table, None if seen is None else seen[0],
@@ -105,5 +113,6 @@ def run_demo(admin_url: str, database: str, model: Model) -> list[Probe]:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
     url = psycopg.conninfo.make_conninfo(admin_url, dbname=database)
-    data = install(url, model, model.role_prefix + "owner")
-    return probe(url, model, data)
+    key = ContextKey.generate("demo")  # the application's key, for this run only
+    data = install(url, model, model.role_prefix + "owner", key)
+    return probe(url, model, data, key)

@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 import psycopg
 
 from ..generate import generate_sql
+from ..keystore import rotate
 from ..model import Model
 from ..scratch import create_tables
+from ..seal import ContextKey, current_key
 from .saas import metadata
 
 __all__ = ["ExampleData", "install", "seed"]
@@ -76,9 +78,13 @@ def seed(conn: psycopg.Connection, flows_per_tenant: int = 3, extra_tenants: int
     return ExampleData(a, b, both, tuple(extra))
 
 
-def install(url: str, model: Model, owner: str, **seed_options: int) -> ExampleData:
-    """Tables, the model's SQL for the server's version, and seed data, in one transaction."""
+def install(url: str, model: Model, owner: str, key: ContextKey | None = None,
+            **seed_options: int) -> ExampleData:
+    """Tables, the model's SQL for the server's version, the context key of a sealed
+    model (`key`, default the process's), and seed data, in one transaction."""
     with psycopg.connect(url) as conn:
         create_tables(conn, owner, metadata.sorted_tables)
         conn.execute(generate_sql(model, pg_version=conn.info.server_version // 10000))
+        if model.sealed:
+            rotate(conn, model.helpers_schema, key or current_key())
         return seed(conn, **seed_options)

@@ -23,8 +23,8 @@ __all__ = ["Revision", "alembic_config", "downgrade", "migrate", "revision", "su
            "upgrade"]
 
 _PLURALS = {"policy": "policies", "row security": "row security"}
-_NOUNS = ["table", "schema", "helper", "access store", "role", "membership", "grant",
-          "row security", "policy", "view"]
+_NOUNS = ["table", "schema", "context seal", "helper", "access store", "role", "membership",
+          "grant", "row security", "policy", "view"]
 
 
 @dataclass(frozen=True)

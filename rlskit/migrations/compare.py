@@ -31,16 +31,18 @@ __all__ = ["PLUGIN", "changes_to_ops"]
 PLUGIN = "rlskit"
 
 _CREATE: dict[type, type[ops.RlsOp]] = {
-    o.Schema: ops.CreateSchemaOp, o.HelperFunction: ops.CreateHelpersOp,
+    o.Schema: ops.CreateSchemaOp, o.ContextSeal: ops.CreateContextSealOp,
+    o.HelperFunction: ops.CreateHelpersOp,
     o.AccessStore: ops.CreateAccessStoreOp, o.Role: ops.CreateRoleOp,
-    o.Membership: ops.GrantRoleOp, o.SchemaUsage: ops.GrantOp,
+    o.Membership: ops.GrantRoleOp, o.SchemaUsage: ops.GrantOp, o.FunctionGrant: ops.GrantOp,
     o.TableGrant: ops.GrantOp, o.RowSecurity: ops.EnableRlsOp, o.Policy: ops.CreatePolicyOp,
     o.View: ops.CreateViewOp,
 }
 _DROP: dict[type, type[ops.RlsOp]] = {
-    o.Schema: ops.DropSchemaOp, o.HelperFunction: ops.DropHelpersOp,
+    o.Schema: ops.DropSchemaOp, o.ContextSeal: ops.DropContextSealOp,
+    o.HelperFunction: ops.DropHelpersOp,
     o.AccessStore: ops.DropAccessStoreOp, o.Role: ops.DropRoleOp,
-    o.Membership: ops.RevokeRoleOp, o.SchemaUsage: ops.RevokeOp,
+    o.Membership: ops.RevokeRoleOp, o.SchemaUsage: ops.RevokeOp, o.FunctionGrant: ops.RevokeOp,
     o.TableGrant: ops.RevokeOp, o.RowSecurity: ops.DisableRlsOp, o.Policy: ops.DropPolicyOp,
     o.View: ops.DropViewOp,
 }
@@ -69,6 +71,7 @@ def _alter_ops(old: o.DbObject, new: o.DbObject) -> list[ops.RlsOp]:
         return [ops.AlterPolicyOp(new, existing=old, clauses=list(clauses))]
     kind = {o.Role: ops.AlterRoleOp, o.Membership: ops.GrantRoleOp,
             o.HelperFunction: ops.ReplaceHelpersOp, o.AccessStore: ops.ReplaceAccessStoreOp,
+            o.ContextSeal: ops.ReplaceContextSealOp,
             o.View: ops.ReplaceViewOp}[type(new)]
     return [kind(_wrap(new), existing=_wrap(old))]
 
@@ -79,8 +82,9 @@ def _grouped(operations: list[ops.RlsOp]) -> list[ops.RlsOp]:
     for op in operations:
         last = out[-1] if out else None
         if (isinstance(op, ops._HelpersOp) and type(last) is type(op)
-                and (last.obj[0].schema, last.obj[0].settings_prefix)  # type: ignore[union-attr]
-                == (op.obj[0].schema, op.obj[0].settings_prefix)):
+                and (last.obj[0].schema, last.obj[0].settings_prefix,  # type: ignore[union-attr]
+                     last.obj[0].sealed)  # type: ignore[union-attr]
+                == (op.obj[0].schema, op.obj[0].settings_prefix, op.obj[0].sealed)):
             existing = None if op.existing is None else last.existing + op.existing  # type: ignore[union-attr]
             out[-1] = type(op)(last.obj + op.obj, existing=existing)  # type: ignore[union-attr]
         else:

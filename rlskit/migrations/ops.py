@@ -126,15 +126,16 @@ class DropSchemaOp(_SchemaOp):
 CreateSchemaOp.undo = DropSchemaOp
 
 
-def helper_functions(schema: str, functions: dict[str, str], settings_prefix: str
-                     ) -> tuple[o.HelperFunction, ...]:
+def helper_functions(schema: str, functions: dict[str, str], settings_prefix: str,
+                     sealed: bool = False) -> tuple[o.HelperFunction, ...]:
     """The helpers ``schema.name()`` returning the setting ``prefix.name`` as the type
-    given; ``claim`` is the generic ``claim(name text)``."""
+    given (`sealed`: through the seal's verifier); ``claim`` is the generic
+    ``claim(name text)``."""
     return tuple(
         o.HelperFunction(schema, GENERIC_HELPER, "text", None, settings_prefix,
-                         arguments="name text") if name == GENERIC_HELPER
+                         arguments="name text", sealed=sealed) if name == GENERIC_HELPER
         else o.HelperFunction(schema, name, returns, f"{settings_prefix}.{name}",
-                              settings_prefix)
+                              settings_prefix, sealed=sealed)
         for name, returns in functions.items())
 
 
@@ -143,15 +144,18 @@ class _HelpersOp(RlsOp):
 
     def arguments(self) -> tuple[list[Any], dict[str, Any]]:
         first = self.obj[0]
-        return ([first.schema, {f.name: f.returns for f in self.obj}],
-                {"settings_prefix": first.settings_prefix})
+        kwargs: dict[str, Any] = {"settings_prefix": first.settings_prefix}
+        if first.sealed:
+            kwargs["sealed"] = True
+        return [first.schema, {f.name: f.returns for f in self.obj}], kwargs
 
     @classmethod
     def invoke(cls, operations: Operations, schema: str, functions: dict[str, str], *,
-               settings_prefix: str) -> None:
+               settings_prefix: str, sealed: bool = False) -> None:
         """Helpers ``schema.name()`` returning setting ``settings_prefix.name`` as the type
-        given (``"claim": "text"`` is the generic ``claim(name text)``)."""
-        operations.invoke(cls(helper_functions(schema, functions, settings_prefix)))
+        given (``"claim": "text"`` is the generic ``claim(name text)``); `sealed`: only
+        while the context's seal verifies (see ``op.create_context_seal``)."""
+        operations.invoke(cls(helper_functions(schema, functions, settings_prefix, sealed)))
 
     def statements(self, pg_version: int) -> list[sql.Composable]:
         return [stmt for f in self.obj for stmt in self.ddl(f, pg_version)]
@@ -192,13 +196,18 @@ class _AccessStoreOp(RlsOp):
     noun = "access store"
 
     def arguments(self) -> tuple[list[Any], dict[str, Any]]:
-        return [self.obj.schema], {"settings_prefix": self.obj.settings_prefix}
+        kwargs: dict[str, Any] = {"settings_prefix": self.obj.settings_prefix}
+        if self.obj.sealed:
+            kwargs["sealed"] = True
+        return [self.obj.schema], kwargs
 
     @classmethod
-    def invoke(cls, operations: Operations, schema: str, *, settings_prefix: str) -> None:
+    def invoke(cls, operations: Operations, schema: str, *, settings_prefix: str,
+               sealed: bool = False) -> None:
         """The data products' grants store in `schema` (tables ``access_grant`` and
-        ``access_log`` and the functions that read and write them)."""
-        operations.invoke(cls(o.AccessStore(schema, settings_prefix)))
+        ``access_log`` and the functions that read and write them); `sealed`: grants
+        match only a request context whose seal verifies."""
+        operations.invoke(cls(o.AccessStore(schema, settings_prefix, sealed)))
 
     def statements(self, pg_version: int) -> list[sql.Composable]:
         return self.ddl(self.obj, pg_version)
@@ -228,6 +237,50 @@ class DropAccessStoreOp(_AccessStoreOp):
 
 
 CreateAccessStoreOp.undo = DropAccessStoreOp
+
+
+class _ContextSealOp(RlsOp):
+    noun = "context seal"
+
+    def arguments(self) -> tuple[list[Any], dict[str, Any]]:
+        return [self.obj.schema], {"settings": list(self.obj.names), "owner": self.obj.owner}
+
+    @classmethod
+    def invoke(cls, operations: Operations, schema: str, *, settings: list[str],
+               owner: str) -> None:
+        """The sealed context's key table and verifier in `schema`, owned by the NOLOGIN
+        role `owner` (created if missing); the seal covers `settings`. Keys are data:
+        ``rlskit key rotate`` adds them, no revision holds one."""
+        operations.invoke(cls(o.ContextSeal(schema, tuple(settings), owner)))
+
+    def statements(self, pg_version: int) -> list[sql.Composable]:
+        return self.ddl(self.obj, pg_version)
+
+    ddl = staticmethod(create)
+
+
+@_register
+class CreateContextSealOp(_ContextSealOp):
+    name, sign = "create_context_seal", "+"
+
+
+@_register
+class ReplaceContextSealOp(_ContextSealOp):
+    """Replace the verifier in place (the settings it covers, its owner); keys stay."""
+
+    name, sign = "replace_context_seal", "~"
+    ddl = staticmethod(update)
+
+
+@_register
+class DropContextSealOp(_ContextSealOp):
+    """Drop the key table (and every key in it), the verifier and the key owner role."""
+
+    name, sign, undo = "drop_context_seal", "-", CreateContextSealOp
+    ddl = staticmethod(drop)
+
+
+CreateContextSealOp.undo = DropContextSealOp
 
 
 # -- roles and memberships -------------------------------------------------------------------
@@ -343,8 +396,14 @@ class RevokeRoleOp(RlsOp):
 # -- privileges ------------------------------------------------------------------------------
 
 
-def _privilege_object(privileges: str, table: str | None, role: str, schema: str | None
-                      ) -> o.TableGrant | o.SchemaUsage:
+def _privilege_object(privileges: str, table: str | None, role: str, schema: str | None,
+                      function: str | None = None
+                      ) -> o.TableGrant | o.SchemaUsage | o.FunctionGrant:
+    if function is not None:
+        if privileges.strip().upper() != "EXECUTE" or table is not None:
+            raise RlskitError("a grant on function= is EXECUTE, without table=")
+        schema, function = _split(function, schema)
+        return o.FunctionGrant(schema, function, role)
     if table is None:
         if privileges.strip().upper() != "USAGE" or schema is None:
             raise RlskitError("a grant without table= is USAGE on schema=")
@@ -361,6 +420,9 @@ class _PrivilegeOp(RlsOp):
         obj = self.obj
         if isinstance(obj, o.SchemaUsage):
             return ["USAGE"], {self.role_keyword: obj.role, "schema": obj.schema}
+        if isinstance(obj, o.FunctionGrant):
+            return ["EXECUTE"], {"function": obj.function, self.role_keyword: obj.role,
+                                 "schema": obj.schema}
         return ([privileges_text(obj.privileges)],
                 {"table": obj.table, self.role_keyword: obj.role, "schema": obj.schema})
 
@@ -371,10 +433,11 @@ class GrantOp(_PrivilegeOp):
 
     @classmethod
     def invoke(cls, operations: Operations, privileges: str, *, to: str,
-               table: str | None = None, schema: str | None = None) -> None:
+               table: str | None = None, schema: str | None = None,
+               function: str | None = None) -> None:
         """``GRANT privileges ON TABLE schema.table TO to``; without `table`,
-        ``GRANT USAGE ON SCHEMA schema``."""
-        operations.invoke(cls(_privilege_object(privileges, table, to, schema)))
+        ``GRANT USAGE ON SCHEMA schema``; with `function`, ``GRANT EXECUTE ON FUNCTION``."""
+        operations.invoke(cls(_privilege_object(privileges, table, to, schema, function)))
 
     def statements(self, pg_version: int) -> list[sql.Composable]:
         return create(self.obj, pg_version)
@@ -386,9 +449,10 @@ class RevokeOp(_PrivilegeOp):
 
     @classmethod
     def invoke(cls, operations: Operations, privileges: str, *, from_: str,
-               table: str | None = None, schema: str | None = None) -> None:
+               table: str | None = None, schema: str | None = None,
+               function: str | None = None) -> None:
         """The reverse of ``op.grant`` with the same arguments."""
-        operations.invoke(cls(_privilege_object(privileges, table, from_, schema)))
+        operations.invoke(cls(_privilege_object(privileges, table, from_, schema, function)))
 
     def statements(self, pg_version: int) -> list[sql.Composable]:
         return drop(self.obj, pg_version)

@@ -7,6 +7,8 @@
   conftest overrides the fixture.
 - ``rlskit_policy_db`` (function): ``rlskit_db`` with the model's tables (from its
   SQLAlchemy definitions) and SQL installed, as a `PolicyDatabase` (``as_user``).
+- ``rlskit_context_key`` (session, automatic): a random test key every sealed context of
+  the test run is signed with; ``rlskit_policy_db`` adds it to the database's key table.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from collections.abc import Iterator
 import pytest
 
 from ..config import load_config, load_model
+from ..keystore import rotate
 from ..model import Model
 from ..scratch import install_model, with_prefix
+from ..seal import ContextKey, use_key
 from .databases import Cluster, ScratchDatabase, open_cluster
 from .policy import PolicyDatabase
 
@@ -26,6 +30,14 @@ from .policy import PolicyDatabase
 def rlskit_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with open_cluster(tmp_path_factory.mktemp("rlskit-pg")) as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session", autouse=True)
+def rlskit_context_key() -> Iterator[ContextKey]:
+    key = ContextKey.generate("rlskit-test")
+    use_key(key)
+    yield key
+    use_key(None)
 
 
 @pytest.fixture
@@ -41,10 +53,13 @@ def rlskit_model() -> Model:
 
 
 @pytest.fixture
-def rlskit_policy_db(rlskit_db: ScratchDatabase, rlskit_model: Model) -> PolicyDatabase:
+def rlskit_policy_db(rlskit_db: ScratchDatabase, rlskit_model: Model,
+                     rlskit_context_key: ContextKey) -> PolicyDatabase:
     model = with_prefix(rlskit_model, rlskit_db.role_prefix)
     owner = rlskit_db.role_prefix + "owner"
     with rlskit_db.connect() as conn:
         install_model(conn, model, owner)
+        if model.sealed:
+            rotate(conn, model.helpers_schema, rlskit_context_key)
         conn.commit()
     return PolicyDatabase(rlskit_db, model, owner)

@@ -12,6 +12,7 @@ keep them on.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,8 +21,11 @@ from itertools import count
 import psycopg
 from psycopg import errors, sql
 
+from ..context import context_settings
 from ..errors import ConfigError
+from ..keystore import rotate
 from ..model import ROW_COMMANDS, Model
+from ..seal import ContextKey, seal_setting
 from ..target import target_objects
 from .promise import Actor, Promises, actors
 from .seed import Seeded, insert_row, insert_statement, row_values, seed
@@ -121,9 +125,11 @@ def _rows(labels: list[str]) -> str:
 
 
 class _Run:
-    def __init__(self, conn: psycopg.Connection, model: Model, owner: str) -> None:
+    def __init__(self, conn: psycopg.Connection, model: Model, owner: str,
+                 key: ContextKey | None) -> None:
         self.conn = conn
         self.model = model
+        self.key = key
         version = conn.info.server_version // 10000
         self.promises = Promises(model, target_objects(model, version))
         names = [(t.schema, t.name) for t in model.tables.values()]
@@ -169,10 +175,20 @@ class _Run:
             if actor is not None:
                 self.conn.execute(sql.SQL("SET LOCAL ROLE {}").format(
                     sql.Identifier(actor.name)))
-            for name, value in self.seeded.contexts.get(context, {}).items():
-                self.conn.execute("SELECT set_config(%s, %s, true)",
-                                  [self.model.setting_name(name), value])
+            for name, value in self._settings(actor, context):
+                self.conn.execute("SELECT set_config(%s, %s, true)", [name, value])
             yield
+
+    def _settings(self, actor: Actor | None, context: str) -> tuple[tuple[str, str], ...]:
+        """The settings of tenant `context` (none for ``none``), sealed for `actor` when
+        the model seals its context."""
+        values = self.seeded.contexts.get(context)
+        if not values:
+            return ()
+        settings = context_settings(self.model, values)
+        if self.key is None or actor is None:
+            return settings
+        return (*settings, seal_setting(actor.name, settings, self.key))
 
     def attempt(self, actor: Actor, context: str, work: Callable[[], str], *,
                 keys: bool = True) -> str:
@@ -386,8 +402,12 @@ class _Run:
 
 
 def run_matrix(conn: psycopg.Connection, model: Model, owner: str) -> Matrix:
-    """Seed, probe and compare, inside the caller's transaction (roll it back after)."""
-    run = _Run(conn, model, owner)
+    """Seed, probe and compare, inside the caller's transaction (roll it back after). A
+    sealed model's contexts are sealed with a key of the run's own, added to the key table
+    for the transaction."""
+    key = (rotate(conn, model.helpers_schema, ContextKey.generate(f"verify-{uuid.uuid4().hex}"))
+           if model.sealed else None)
+    run = _Run(conn, model, owner, key)
     relations = list(run.shapes)
     matrix = Matrix([a.label for a in run.actors], relations)
     probes = {"SELECT": run.select, "INSERT": run.insert, "UPDATE": run.update,

@@ -1,0 +1,236 @@
+"""The database side of the sealed context: the key table, the verifier, key management.
+
+One managed object (`objects.ContextSeal`) creates, in the helpers schema:
+
+- ``context_key``: key ids with HMAC-SHA256's inner and outer pads (never the secret in a
+  revision: rows come from `rotate`), owned by a NOLOGIN key owner role that alone can
+  read it (no grant to PUBLIC, to the application roles or to the authenticator);
+- ``sealed_setting(caller, setting)``: ``SECURITY DEFINER`` (owned by the key owner,
+  ``search_path`` pinned), returns ``current_setting(setting)`` only when ``rlskit.seal``
+  is an unexpired seal by a live key over `caller` and the current value of every context
+  setting; NULL otherwise, never an error. The helpers call it with ``CURRENT_USER``, once
+  per statement (their calls are InitPlans);
+- ``context_key_status(kid, probe)``: what the start-up check asks (``ok``, ``unknown``,
+  ``retired``, ``mismatch``) so a misconfigured application stops before its first request.
+
+Who may run the functions is granted separately (`objects.FunctionGrant`): the verifier
+to the model's group roles, the status to its authenticators; never to PUBLIC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+from pglast.stream import maybe_double_quote_name as quote
+from psycopg import errors, sql
+
+from .errors import ConfigError
+from .objects import ContextSeal
+from .render import Ident
+from .seal import KEY_CHECK, SEAL_SETTING, ContextKey
+from .sqltext import SEALED_READER
+
+__all__ = [
+    "KEYSTORE_COMMENT",
+    "KEY_STATUS",
+    "KEY_TABLE",
+    "VERIFIER",
+    "KeyRow",
+    "create_keystore",
+    "drop_keystore",
+    "key_status",
+    "list_keys",
+    "retire",
+    "rotate",
+    "verifier_source",
+]
+
+KEY_TABLE = "context_key"
+VERIFIER = SEALED_READER
+KEY_STATUS = "context_key_status"
+KEYSTORE_COMMENT = "managed by rlskit: context keys sealing "
+_DEFINER = sql.SQL("SECURITY DEFINER SET search_path = pg_catalog, pg_temp")
+
+_TABLE = """CREATE TABLE IF NOT EXISTS {table} (
+    id text PRIMARY KEY CHECK (id ~ '^[A-Za-z0-9_-]{{1,40}}$'),
+    inner_pad bytea CHECK (octet_length(inner_pad) = 64),
+    outer_pad bytea CHECK (octet_length(outer_pad) = 64),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    retired_at timestamptz,
+    CHECK ((retired_at IS NULL) = (inner_pad IS NOT NULL AND outer_pad IS NOT NULL)))"""
+
+_VERIFIER = """
+DECLARE
+  seal text := current_setting({seal}, true);
+  kid text := split_part(seal, '.', 1);
+  expires text := split_part(seal, '.', 2);
+  sealed boolean;
+BEGIN
+  IF setting IS NULL OR setting <> ALL ({names}) OR expires IS NULL
+     OR expires !~ '^[0-9]{{10}}$' THEN
+    RETURN NULL;
+  END IF;
+  IF expires::bigint <= extract(epoch FROM statement_timestamp()) THEN
+    RETURN NULL;
+  END IF;
+  SELECT encode(sha256(k.outer_pad || sha256(k.inner_pad || convert_to(concat(
+           length(kid), ':', kid, '10:', expires, length(caller), ':', caller{values}),
+           'UTF8'))), 'hex') = split_part(seal, '.', 3)
+    INTO sealed FROM {table} k WHERE k.id = kid AND k.retired_at IS NULL;
+  IF sealed THEN
+    RETURN current_setting(setting, true);
+  END IF;
+  RETURN NULL;
+END
+"""
+
+_STATUS = """CREATE OR REPLACE FUNCTION {status}(kid text, probe text) RETURNS text
+LANGUAGE sql STABLE {definer}
+RETURN coalesce((SELECT CASE WHEN k.retired_at IS NOT NULL THEN 'retired'
+    WHEN encode(sha256(k.outer_pad || sha256(k.inner_pad || convert_to({check}, 'UTF8'))),
+                'hex') = probe THEN 'ok'
+    ELSE 'mismatch' END FROM {table} k WHERE k.id = kid), 'unknown')"""
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def verifier_source(obj: ContextSeal) -> str:
+    """The verifier's body, exactly as ``pg_proc.prosrc`` keeps it."""
+    values = "".join(
+        f",\n           {_literal(f'{len(name)}:{name}')}, "
+        f"length(coalesce(current_setting({_literal(name)}, true), '')), ':', "
+        f"coalesce(current_setting({_literal(name)}, true), '')"
+        for name in obj.names)
+    names = "ARRAY[" + ", ".join(_literal(n) for n in obj.names) + "]::text[]"
+    table = f"{quote(obj.schema)}.{quote(KEY_TABLE)}"
+    return _VERIFIER.format(seal=_literal(SEAL_SETTING), names=names, values=values,
+                            table=table)
+
+
+def _owner_role(owner: str) -> sql.Composable:
+    body = (f"\nBEGIN\n  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = "
+            f"{_literal(owner)}) THEN\n    CREATE ROLE {quote(owner)} NOLOGIN "
+            "NOINHERIT;\n  END IF;\nEND\n")
+    return sql.SQL("DO {}").format(sql.SQL(_dollar(body)))
+
+
+def _dollar(body: str) -> str:
+    tag = "rlskit"
+    while f"${tag}$" in body:
+        tag += "_"
+    return f"${tag}${body}${tag}$"
+
+
+def _functions(schema: str) -> list[tuple[sql.Composable, sql.Composable]]:
+    return [(Ident(schema, VERIFIER), sql.SQL("caller name, setting text")),
+            (Ident(schema, KEY_STATUS), sql.SQL("kid text, probe text"))]
+
+
+def create_keystore(obj: ContextSeal) -> list[sql.Composable]:
+    """Create the key owner (if missing), the key table (if missing: keys survive a
+    re-run) and the functions (replaced), with their owner and grants."""
+    table = Ident(obj.schema, KEY_TABLE)
+    owner = Ident(obj.owner)
+    comment = KEYSTORE_COMMENT + ",".join(obj.names)
+    out: list[sql.Composable] = [
+        _owner_role(obj.owner),
+        sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(Ident(obj.schema), owner),
+        sql.SQL(_TABLE).format(table=table),
+        sql.SQL("ALTER TABLE {} OWNER TO {}").format(table, owner),
+        sql.SQL("REVOKE ALL ON TABLE {} FROM PUBLIC").format(table),
+        sql.SQL("COMMENT ON TABLE {} IS {}").format(table, sql.Literal(comment)),
+        sql.SQL("CREATE OR REPLACE FUNCTION {}(caller name, setting text) RETURNS text "
+                "LANGUAGE plpgsql STABLE PARALLEL SAFE {} AS {}").format(
+            Ident(obj.schema, VERIFIER), _DEFINER, sql.SQL(_dollar(verifier_source(obj)))),
+        sql.SQL(_STATUS).format(status=Ident(obj.schema, KEY_STATUS), definer=_DEFINER,
+                                check=sql.Literal(KEY_CHECK), table=table),
+    ]
+    for function, args in _functions(obj.schema):
+        signature = sql.SQL("{}({})").format(function, args)
+        out += [sql.SQL("ALTER FUNCTION {} OWNER TO {}").format(signature, owner),
+                sql.SQL("REVOKE ALL ON FUNCTION {} FROM PUBLIC").format(signature)]
+    return out
+
+
+def drop_keystore(obj: ContextSeal) -> list[sql.Composable]:
+    """Drop the functions, the key table (and every key in it) and the key owner."""
+    out: list[sql.Composable] = [
+        sql.SQL("DROP FUNCTION IF EXISTS {}({})").format(function, args)
+        for function, args in _functions(obj.schema)]
+    return [*out, sql.SQL("DROP TABLE IF EXISTS {}").format(Ident(obj.schema, KEY_TABLE)),
+            sql.SQL("REVOKE USAGE ON SCHEMA {} FROM {}").format(Ident(obj.schema),
+                                                                 Ident(obj.owner)),
+            sql.SQL("DROP ROLE IF EXISTS {}").format(Ident(obj.owner))]
+
+
+# -- key management (the CLI's `rlskit key`, tests, verify) ----------------------------------
+
+
+@dataclass(frozen=True)
+class KeyRow:
+    """A key as `list_keys` shows it (never its secret)."""
+
+    kid: str
+    created_at: datetime
+    retired_at: datetime | None
+
+
+def _table(schema: str) -> sql.Composable:
+    return Ident(schema, KEY_TABLE)
+
+
+def _run(conn: psycopg.Connection, schema: str, query: sql.Composable,
+         params: list | None = None) -> list[tuple]:
+    try:
+        with conn.transaction():
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description else []
+    except errors.UndefinedTable:
+        raise ConfigError(f"the database has no key table {schema}.{KEY_TABLE}: migrate it "
+                          "with a sealed model first (rlskit migrate)") from None
+    except errors.InsufficientPrivilege:
+        raise ConfigError(f"{conn.info.user!r} may not manage the context keys: connect as a "
+                          "superuser or a member of the key owner role") from None
+
+
+def rotate(conn: psycopg.Connection, schema: str, key: ContextKey | None = None
+           ) -> ContextKey:
+    """Add a new key (random unless given); every key not retired stays valid, so the
+    application can move to the new one before the old is retired."""
+    key = key or ContextKey.generate()
+    inner, outer = key.pads()
+    try:
+        _run(conn, schema, sql.SQL("INSERT INTO {} (id, inner_pad, outer_pad) "
+                                   "VALUES (%s, %s, %s)").format(_table(schema)),
+             [key.kid, inner, outer])
+    except errors.UniqueViolation:
+        raise ConfigError(f"a context key {key.kid!r} exists already") from None
+    return key
+
+
+def retire(conn: psycopg.Connection, schema: str, kid: str) -> bool:
+    """Retire key `kid`: seals by it stop verifying at once and its pads are erased.
+    False when no live key has that id."""
+    rows = _run(conn, schema, sql.SQL(
+        "UPDATE {} SET retired_at = now(), inner_pad = NULL, outer_pad = NULL "
+        "WHERE id = %s AND retired_at IS NULL RETURNING id").format(_table(schema)), [kid])
+    return bool(rows)
+
+
+def list_keys(conn: psycopg.Connection, schema: str) -> list[KeyRow]:
+    """Every key, oldest first."""
+    rows = _run(conn, schema, sql.SQL("SELECT id, created_at, retired_at FROM {} "
+                                      "ORDER BY created_at, id").format(_table(schema)))
+    return [KeyRow(*row) for row in rows]
+
+
+def key_status(conn: psycopg.Connection, schema: str, key: ContextKey) -> str:
+    """What the database says of the application's key: ``ok``, ``unknown``, ``retired``
+    or ``mismatch`` (same id, another secret)."""
+    query = sql.SQL("SELECT {}(%s, %s)").format(Ident(schema, KEY_STATUS))
+    (status,) = conn.execute(query, [key.kid, key.probe()]).fetchone()
+    return status

@@ -1,0 +1,181 @@
+"""The sealed request context: what the application signs and the database verifies.
+
+A context is sealed with a `ContextKey` the application and the database share: next to
+the role and the settings, the runtime sets ``rlskit.seal`` to ``<key id>.<expiry>.<mac>``,
+an HMAC-SHA256 over the key id, the expiry, the role and every context setting's name and
+value. The helpers return a value only while the seal verifies for ``current_user`` (see
+`rlskit.keystore`), so SQL sent inside a request that changes a setting or the role gets
+NULL from every helper, and every policy fails closed.
+
+The application's key comes from `use_key` or, by default, from the environment variable
+``RLSKIT_CONTEXT_KEY`` (or the variable or file named by ``[tool.rlskit.context]``); it is
+never taken from argv and never printed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .context import RequestContext
+from .errors import ConfigError, ContextError
+
+__all__ = [
+    "DEFAULT_KEY_ENV",
+    "DEFAULT_TTL",
+    "SEAL_SETTING",
+    "ContextKey",
+    "current_key",
+    "payload",
+    "seal_setting",
+    "session_settings",
+    "use_key",
+]
+
+SEAL_SETTING = "rlskit.seal"
+DEFAULT_KEY_ENV = "RLSKIT_CONTEXT_KEY"
+DEFAULT_TTL = 30  # seconds a seal stays valid: past a request transaction's expected life
+KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+KEY_CHECK = "rlskit key check"  # what the start-up check signs to prove the key matches
+_MIN_SECRET = 32
+
+
+def _field(text: str) -> str:
+    return f"{len(text)}:{text}"
+
+
+def payload(kid: str, expires: str, role: str, settings: Iterable[tuple[str, str]]) -> str:
+    """The text a seal signs: every part length-prefixed (``3:abc``), so no value can pass
+    for a boundary. The database builds the same text from its own settings."""
+    parts = [kid, expires, role]
+    for name, value in settings:
+        parts += [name, value]
+    return "".join(_field(p) for p in parts)
+
+
+@dataclass(frozen=True)
+class ContextKey:
+    """A sealing key: its id (known to the database's key table) and its secret.
+
+    The text form, ``<id>:<secret in base64url>``, is what `rlskit key rotate` prints once
+    and what ``RLSKIT_CONTEXT_KEY`` holds. The secret never appears in a repr."""
+
+    kid: str
+    secret: bytes = field(repr=False)
+    ttl: int = DEFAULT_TTL
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.kid, str) or not KEY_ID.match(self.kid):
+            raise ConfigError("a context key id is 1-40 letters, digits, '_' or '-'")
+        if not isinstance(self.secret, bytes) or len(self.secret) < _MIN_SECRET:
+            raise ConfigError(f"a context key's secret must be at least {_MIN_SECRET} bytes")
+        if not isinstance(self.ttl, int) or isinstance(self.ttl, bool) or not 1 <= self.ttl \
+                <= 86400:
+            raise ConfigError("a context key's ttl is a number of seconds from 1 to 86400")
+
+    @classmethod
+    def generate(cls, kid: str | None = None, ttl: int = DEFAULT_TTL) -> ContextKey:
+        """A new random key (id: the UTC time, unless given)."""
+        kid = kid or "k" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        return cls(kid, secrets.token_bytes(_MIN_SECRET), ttl)
+
+    @classmethod
+    def parse(cls, text: str, ttl: int = DEFAULT_TTL) -> ContextKey:
+        """A key from its text form ``<id>:<base64url secret>``."""
+        kid, sep, encoded = text.strip().partition(":")
+        try:
+            secret = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        except (binascii.Error, ValueError):
+            secret = b""
+        if not sep or not secret:
+            raise ConfigError("a context key reads '<id>:<secret in base64url>' "
+                              "(as `rlskit key rotate` prints it)")
+        return cls(kid, secret, ttl)
+
+    def text(self) -> str:
+        """The text form, for the application's environment (keep it secret)."""
+        return f"{self.kid}:{base64.urlsafe_b64encode(self.secret).decode().rstrip('=')}"
+
+    def pads(self) -> tuple[bytes, bytes]:
+        """HMAC-SHA256's inner and outer keys, as the key table stores them."""
+        block = (hashlib.sha256(self.secret).digest() if len(self.secret) > 64
+                 else self.secret).ljust(64, b"\0")
+        return bytes(b ^ 0x36 for b in block), bytes(b ^ 0x5C for b in block)
+
+    def mac(self, text: str) -> str:
+        return hmac.new(self.secret, text.encode(), hashlib.sha256).hexdigest()
+
+    def seal(self, role: str, settings: Iterable[tuple[str, str]],
+             now: float | None = None) -> str:
+        """The seal of a context: ``<id>.<expiry>.<mac>``, valid for `ttl` seconds."""
+        expires = str(int(now if now is not None else time.time()) + self.ttl)
+        return f"{self.kid}.{expires}.{self.mac(payload(self.kid, expires, role, settings))}"
+
+    def probe(self) -> str:
+        """The MAC the start-up check compares with the database's key of this id."""
+        return self.mac(KEY_CHECK)
+
+
+_key: ContextKey | None = None
+
+
+def use_key(key: ContextKey | str | None) -> None:
+    """Make `key` (or its text form) the key every sealed context is signed with in this
+    process; None forgets it (the environment is read again)."""
+    global _key
+    _key = ContextKey.parse(key) if isinstance(key, str) else key
+
+
+def current_key() -> ContextKey:
+    """The process's sealing key: `use_key`'s, else the environment's (see the module)."""
+    global _key
+    if _key is None:
+        _key = _load_key()
+    return _key
+
+
+def _load_key() -> ContextKey:
+    from .config import load_context_settings
+
+    env, file, ttl = load_context_settings()
+    text = os.environ.get(env)
+    if text is None and file is not None:
+        try:
+            text = Path(file).read_text()
+        except OSError as exc:
+            raise ContextError(f"cannot read the context key file {file}: "
+                               f"{exc.strerror}") from None
+    if not text:
+        raise ContextError(f"no context key to seal the request context with: set {env} to "
+                           "the key `rlskit key rotate` printed (or name a key_file in "
+                           "[tool.rlskit.context])")
+    return ContextKey.parse(text, ttl)
+
+
+def session_settings(ctx: RequestContext, key: ContextKey | None = None
+                     ) -> tuple[tuple[str, str], ...]:
+    """Every setting a transaction in `ctx` gets after its role: the context settings, the
+    role's limits and, for a sealed context, the seal (signed with `key`, default
+    `current_key()`)."""
+    out = ctx.settings + ctx.limits
+    if ctx.sealed:
+        out += (seal_setting(ctx.role, ctx.settings, key),)
+    return out
+
+
+def seal_setting(role: str, settings: tuple[tuple[str, str], ...],
+                 key: ContextKey | None = None) -> tuple[str, str]:
+    """``(rlskit.seal, <seal>)`` for a transaction in database role `role` with the context
+    `settings` (every setting the model declares, in order), signed with `key`
+    (default `current_key()`)."""
+    return SEAL_SETTING, (key or current_key()).seal(role, settings)
