@@ -146,11 +146,10 @@ def _grants(rows: list[tuple]) -> list[o.TableGrant]:
 def _context_seal(conn: psycopg.Connection, model: Model) -> list[o.ContextSeal]:
     row = conn.execute(_CONTEXT_SEAL, {"helpers": model.helpers_schema, "key_table": KEY_TABLE,
                                        "verifier": VERIFIER}).fetchone()
-    if row is None or not (row[0] or "").startswith(KEYSTORE_COMMENT):
+    if row is None or row[0] != KEYSTORE_COMMENT:
         return []
-    comment, owner, source = row
-    names = tuple(n for n in comment[len(KEYSTORE_COMMENT):].split(",") if n)
-    return [o.ContextSeal(model.helpers_schema, names, owner, definition=source or "")]
+    _, owner, source = row
+    return [o.ContextSeal(model.helpers_schema, owner, definition=source or "")]
 
 
 def read_catalog(conn: psycopg.Connection, model: Model) -> list[o.DbObject]:

@@ -7,9 +7,11 @@ One managed object (`objects.ContextSeal`) creates, in the helpers schema:
   read it (no grant to PUBLIC, to the application roles or to the authenticator);
 - ``sealed_setting(caller, setting)``: ``SECURITY DEFINER`` (owned by the key owner,
   ``search_path`` pinned), returns ``current_setting(setting)`` only when ``rlskit.seal``
-  is an unexpired seal by a live key over `caller` and the current value of every context
-  setting; NULL otherwise, never an error. The helpers call it with ``CURRENT_USER``, once
-  per statement (their calls are InitPlans);
+  is an unexpired seal by a live key over `caller` and the current value of every
+  setting it names, `setting` among them; NULL otherwise, never an error. The helpers call
+  it with ``CURRENT_USER``, once per statement (their calls are InitPlans). The seal names
+  its settings, so an application that predates a new claim keeps working while it rolls
+  over (the new claim's helper reads NULL for it);
 - ``context_key_status(kid, probe)``: what the start-up check asks (``ok``, ``unknown``,
   ``retired``, ``mismatch``) so a misconfigured application stops before its first request.
 
@@ -29,7 +31,7 @@ from psycopg import errors, sql
 from .errors import ConfigError
 from .objects import ContextSeal
 from .render import Ident
-from .seal import KEY_CHECK, SEAL_SETTING, ContextKey
+from .seal import KEY_CHECK, NAMES_PATTERN, SEAL_SETTING, ContextKey
 from .sqltext import SEALED_READER
 
 __all__ = [
@@ -50,7 +52,7 @@ __all__ = [
 KEY_TABLE = "context_key"
 VERIFIER = SEALED_READER
 KEY_STATUS = "context_key_status"
-KEYSTORE_COMMENT = "managed by rlskit: context keys sealing "
+KEYSTORE_COMMENT = "managed by rlskit: context keys"
 _DEFINER = sql.SQL("SECURITY DEFINER SET search_path = pg_catalog, pg_temp")
 
 _TABLE = """CREATE TABLE IF NOT EXISTS {table} (
@@ -63,22 +65,30 @@ _TABLE = """CREATE TABLE IF NOT EXISTS {table} (
 
 _VERIFIER = """
 DECLARE
-  seal text := current_setting({seal}, true);
-  kid text := split_part(seal, '.', 1);
-  expires text := split_part(seal, '.', 2);
+  seal text[] := string_to_array(current_setting({seal}, true), ':');
+  names text[];
+  payload text;
+  name text;
   sealed boolean;
 BEGIN
-  IF setting IS NULL OR setting <> ALL ({names}) OR expires IS NULL
-     OR expires !~ '^[0-9]{{10}}$' THEN
+  IF cardinality(seal) IS DISTINCT FROM 4 OR seal[2] !~ '^[0-9]{{10}}$'
+     OR seal[3] !~ {names_pattern} THEN
     RETURN NULL;
   END IF;
-  IF expires::bigint <= extract(epoch FROM statement_timestamp()) THEN
+  names := string_to_array(seal[3], ',');
+  IF setting IS NULL OR NOT setting = ANY (names)
+     OR seal[2]::bigint <= extract(epoch FROM statement_timestamp()) THEN
     RETURN NULL;
   END IF;
-  SELECT encode(sha256(k.outer_pad || sha256(k.inner_pad || convert_to(concat(
-           length(kid), ':', kid, '10:', expires, length(caller), ':', caller{values}),
-           'UTF8'))), 'hex') = split_part(seal, '.', 3)
-    INTO sealed FROM {table} k WHERE k.id = kid AND k.retired_at IS NULL;
+  payload := concat(length(seal[1]), ':', seal[1], '10:', seal[2], length(caller), ':', caller);
+  FOREACH name IN ARRAY names LOOP
+    payload := concat(payload, length(name), ':', name,
+                      length(coalesce(current_setting(name, true), '')), ':',
+                      current_setting(name, true));
+  END LOOP;
+  SELECT encode(sha256(k.outer_pad || sha256(k.inner_pad || convert_to(payload, 'UTF8'))),
+                'hex') = seal[4]
+    INTO sealed FROM {table} k WHERE k.id = seal[1] AND k.retired_at IS NULL;
   IF sealed THEN
     RETURN current_setting(setting, true);
   END IF;
@@ -100,15 +110,8 @@ def _literal(text: str) -> str:
 
 def verifier_source(obj: ContextSeal) -> str:
     """The verifier's body, exactly as ``pg_proc.prosrc`` keeps it."""
-    values = "".join(
-        f",\n           {_literal(f'{len(name)}:{name}')}, "
-        f"length(coalesce(current_setting({_literal(name)}, true), '')), ':', "
-        f"coalesce(current_setting({_literal(name)}, true), '')"
-        for name in obj.names)
-    names = "ARRAY[" + ", ".join(_literal(n) for n in obj.names) + "]::text[]"
-    table = f"{quote(obj.schema)}.{quote(KEY_TABLE)}"
-    return _VERIFIER.format(seal=_literal(SEAL_SETTING), names=names, values=values,
-                            table=table)
+    return _VERIFIER.format(seal=_literal(SEAL_SETTING), table=f"{quote(obj.schema)}."
+                            f"{quote(KEY_TABLE)}", names_pattern=_literal(NAMES_PATTERN))
 
 
 def _owner_role(owner: str) -> sql.Composable:
@@ -135,14 +138,13 @@ def create_keystore(obj: ContextSeal) -> list[sql.Composable]:
     re-run) and the functions (replaced), with their owner and grants."""
     table = Ident(obj.schema, KEY_TABLE)
     owner = Ident(obj.owner)
-    comment = KEYSTORE_COMMENT + ",".join(obj.names)
     out: list[sql.Composable] = [
         _owner_role(obj.owner),
         sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(Ident(obj.schema), owner),
         sql.SQL(_TABLE).format(table=table),
         sql.SQL("ALTER TABLE {} OWNER TO {}").format(table, owner),
         sql.SQL("REVOKE ALL ON TABLE {} FROM PUBLIC").format(table),
-        sql.SQL("COMMENT ON TABLE {} IS {}").format(table, sql.Literal(comment)),
+        sql.SQL("COMMENT ON TABLE {} IS {}").format(table, sql.Literal(KEYSTORE_COMMENT)),
         sql.SQL("CREATE OR REPLACE FUNCTION {}(caller name, setting text) RETURNS text "
                 "LANGUAGE plpgsql STABLE PARALLEL SAFE {} AS {}").format(
             Ident(obj.schema, VERIFIER), _DEFINER, sql.SQL(_dollar(verifier_source(obj)))),

@@ -68,10 +68,9 @@ class HelperFunction:
 class ContextSeal:
     """What verifies sealed request contexts (see `rlskit.keystore`): the key table and
     the verifier in the helpers schema, owned by the NOLOGIN role `owner` (who may run them
-    is `FunctionGrant`s); the seal covers the settings `names`."""
+    is `FunctionGrant`s)."""
 
     schema: str
-    names: tuple[str, ...]
     owner: str
     # The verifier's body as the server keeps it (prosrc): filled in by the catalog
     # reader, compared by the diff; not part of the identity.

@@ -31,21 +31,25 @@ from .runtime import (
     leftovers,
     leftovers_query,
 )
+from .seal import ContextKey
 
 __all__ = ["apply", "apply_async", "async_pool_options", "pool_options", "transaction"]
 
 
-def apply(conn: psycopg.Connection, ctx: RequestContext) -> None:
-    """Begin a transaction on the idle `conn` and apply `ctx`, in one exchange (psycopg
-    then sees the transaction open and adds no BEGIN of its own)."""
+def apply(conn: psycopg.Connection, ctx: RequestContext, key: ContextKey | None = None
+          ) -> None:
+    """Begin a transaction on the idle `conn` and apply `ctx` (sealed with `key`, default
+    the process's), in one exchange (psycopg then sees the transaction open and adds no
+    BEGIN of its own)."""
     _check_manual(conn)
-    wire.begin(conn, ctx)
+    wire.begin(conn, ctx, key)
 
 
-async def apply_async(conn: psycopg.AsyncConnection, ctx: RequestContext) -> None:
+async def apply_async(conn: psycopg.AsyncConnection, ctx: RequestContext,
+                      key: ContextKey | None = None) -> None:
     """`apply` for an asyncio connection."""
     _check_manual(conn)
-    await wire.begin_async(conn, ctx)
+    await wire.begin_async(conn, ctx, key)
 
 
 def _check_manual(conn: psycopg.Connection | psycopg.AsyncConnection) -> None:
@@ -61,14 +65,16 @@ class transaction:  # noqa: N801 - used like a function, as psycopg's own conn.t
     `rlskit.wire`), then it commits, or rolls back on an exception (``raise
     psycopg.Rollback()`` rolls back quietly). Nested ``conn.transaction()`` blocks are
     savepoints. Inside the block the connection reports autocommit (the transaction is
-    explicit); the setting is restored on exit. Enter it before ``conn.pipeline()``."""
+    explicit); the setting is restored on exit. Enter it before ``conn.pipeline()``. A
+    sealed context is signed with `key` (default: the process's key, see `rlskit.seal`)."""
 
     def __init__(self, conn: psycopg.Connection | psycopg.AsyncConnection,
-                 ctx: RequestContext) -> None:
+                 ctx: RequestContext, key: ContextKey | None = None) -> None:
         if not isinstance(ctx, RequestContext):
             raise ContextError(f"transaction needs a RequestContext, got {type(ctx).__name__}")
         self.conn = conn
         self.ctx = ctx
+        self.key = key
 
     def __enter__(self) -> psycopg.Connection:
         conn = self.conn
@@ -78,7 +84,7 @@ class transaction:  # noqa: N801 - used like a function, as psycopg's own conn.t
         self._autocommit = conn.autocommit
         conn.autocommit = True  # no BEGIN of psycopg's own: the exchange sends it
         try:
-            wire.begin(conn, self.ctx)
+            wire.begin(conn, self.ctx, self.key)
         except BaseException:
             self._finish(conn.rollback)
             raise
@@ -109,7 +115,7 @@ class transaction:  # noqa: N801 - used like a function, as psycopg's own conn.t
         self._autocommit = conn.autocommit
         await conn.set_autocommit(True)
         try:
-            await wire.begin_async(conn, self.ctx)
+            await wire.begin_async(conn, self.ctx, self.key)
         except BaseException:
             await self._afinish(conn.rollback)
             raise

@@ -139,38 +139,30 @@ def check_connection(conn: psycopg.Connection, model: Model) -> None:
     on every table the model protects and, for a sealed model, the database accepts the
     application's context key. Run it once at start-up."""
     idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-    key = None
     try:
         with conn.cursor() as cur:
-            rows = cur.execute(_CHECK, _check_params(model)).fetchall()
+            _verdict(cur.execute(_CHECK, _check_params(model)).fetchall(), model)
             if model.sealed:
-                key = cur.execute(*_key_query(model)).fetchone()
+                _key_verdict(*cur.execute(*_key_query(model)).fetchone(), model)
     except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedFunction):
         raise _no_verifier(model) from None
     finally:
         if idle and not conn.autocommit:
             conn.rollback()
-    _verdict(rows, model)
-    if key is not None:
-        _key_verdict(*key, model)
 
 
 async def check_connection_async(conn: psycopg.AsyncConnection, model: Model) -> None:
     """`check_connection` for an asyncio connection."""
     idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-    key = None
     try:
         async with conn.cursor() as cur:
             await cur.execute(_CHECK, _check_params(model))
-            rows = await cur.fetchall()
+            _verdict(await cur.fetchall(), model)
             if model.sealed:
                 await cur.execute(*_key_query(model))
-                key = await cur.fetchone()
+                _key_verdict(*await cur.fetchone(), model)
     except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedFunction):
         raise _no_verifier(model) from None
     finally:
         if idle and not conn.autocommit:
             await conn.rollback()
-    _verdict(rows, model)
-    if key is not None:
-        _key_verdict(*key, model)

@@ -1,11 +1,11 @@
 """The sealed request context: what the application signs and the database verifies.
 
 A context is sealed with a `ContextKey` the application and the database share: next to
-the role and the settings, the runtime sets ``rlskit.seal`` to ``<key id>.<expiry>.<mac>``,
-an HMAC-SHA256 over the key id, the expiry, the role and every context setting's name and
-value. The helpers return a value only while the seal verifies for ``current_user`` (see
-`rlskit.keystore`), so SQL sent inside a request that changes a setting or the role gets
-NULL from every helper, and every policy fails closed.
+the role and the settings, the runtime sets ``rlskit.seal`` to ``<key id>:<expiry>:<setting
+names>:<mac>``, an HMAC-SHA256 over the key id, the expiry, the role and every context
+setting's name and value. The helpers return a value only while the seal verifies for
+``current_user`` (see `rlskit.keystore`), so SQL sent inside a request that changes a
+setting or the role gets NULL from every helper, and every policy fails closed.
 
 The application's key comes from `use_key` or, by default, from the environment variable
 ``RLSKIT_CONTEXT_KEY`` (or the variable or file named by ``[tool.rlskit.context]``); it is
@@ -46,6 +46,8 @@ SEAL_SETTING = "rlskit.seal"
 DEFAULT_KEY_ENV = "RLSKIT_CONTEXT_KEY"
 DEFAULT_TTL = 30  # seconds a seal stays valid: past a request transaction's expected life
 KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+_SETTING = r"[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*"
+NAMES_PATTERN = rf"^{_SETTING}(,{_SETTING})*$"  # the setting names a seal covers
 KEY_CHECK = "rlskit key check"  # what the start-up check signs to prove the key matches
 _MIN_SECRET = 32
 
@@ -117,9 +119,14 @@ class ContextKey:
 
     def seal(self, role: str, settings: Iterable[tuple[str, str]],
              now: float | None = None) -> str:
-        """The seal of a context: ``<id>.<expiry>.<mac>``, valid for `ttl` seconds."""
+        """The seal of a context: ``<id>:<expiry>:<names>:<mac>``, valid for `ttl` seconds."""
+        settings = tuple(settings)
+        names = ",".join(name for name, _ in settings)
+        if not re.match(NAMES_PATTERN, names):
+            raise ContextError(f"cannot seal settings {names!r}: each is prefix.name")
         expires = str(int(now if now is not None else time.time()) + self.ttl)
-        return f"{self.kid}.{expires}.{self.mac(payload(self.kid, expires, role, settings))}"
+        mac = self.mac(payload(self.kid, expires, role, settings))
+        return f"{self.kid}:{expires}:{names}:{mac}"
 
     def probe(self) -> str:
         """The MAC the start-up check compares with the database's key of this id."""

@@ -28,9 +28,7 @@ def target_objects(model: Model, pg_version: int) -> list[o.DbObject]:
                          f"model.context({TENANT_CONTEXT}=Claim(...))")
     out: list[o.DbObject] = [o.Schema(model.helpers_schema)]
     if model.sealed:
-        out.append(o.ContextSeal(model.helpers_schema,
-                                 tuple(model.setting_name(n) for n in model.claims),
-                                 model.key_owner))
+        out.append(o.ContextSeal(model.helpers_schema, model.key_owner))
     out += _helpers(model)
     if model.products:
         out.append(o.AccessStore(model.helpers_schema, model.settings_prefix, model.sealed))

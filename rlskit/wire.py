@@ -29,7 +29,7 @@ from psycopg.pq import DiagnosticField, ExecStatus, TransactionStatus
 from psycopg.waiting import Wait
 
 from .context import RequestContext
-from .seal import session_settings
+from .seal import ContextKey, session_settings
 
 __all__ = ["begin", "begin_async", "context_statement", "exchange"]
 
@@ -48,14 +48,15 @@ def context_statement(names: tuple[str, ...]) -> tuple[bytes, bytes]:
     return query, b"rlskit_context_" + hashlib.sha1(query).hexdigest()[:16].encode()
 
 
-def exchange(conn: psycopg.Connection | psycopg.AsyncConnection, ctx: RequestContext
-             ) -> Generator[Wait, object, None]:
+def exchange(conn: psycopg.Connection | psycopg.AsyncConnection, ctx: RequestContext,
+             key: ContextKey | None = None) -> Generator[Wait, object, None]:
     """Begin a transaction on idle `conn` and apply `ctx`, yielding whenever it must wait
     for the socket. On an error the transaction is left aborted and the error raised (the
     caller rolls back). A prepared statement the server has lost (``DEALLOCATE ALL``,
-    another server behind a pooler) is prepared again in a second exchange."""
+    another server behind a pooler) is prepared again in a second exchange. A sealed
+    context is signed with `key` (default: the process's, `rlskit.seal.current_key`)."""
     pgconn = conn.pgconn
-    settings = session_settings(ctx)
+    settings = session_settings(ctx, key)
     query, name = context_statement(tuple(setting for setting, _ in settings))
     encoding = conn.info.encoding
     values = [ctx.role.encode(encoding), *(v.encode(encoding) for _, v in settings)]
@@ -93,13 +94,15 @@ def exchange(conn: psycopg.Connection | psycopg.AsyncConnection, ctx: RequestCon
         known.discard(name)
 
 
-def begin(conn: psycopg.Connection, ctx: RequestContext) -> None:
+def begin(conn: psycopg.Connection, ctx: RequestContext, key: ContextKey | None = None
+          ) -> None:
     """`exchange` on a blocking connection, waited for as psycopg waits (Ctrl-C cancels)."""
     with conn.lock:
-        conn.wait(exchange(conn, ctx))
+        conn.wait(exchange(conn, ctx, key))
 
 
-async def begin_async(conn: psycopg.AsyncConnection, ctx: RequestContext) -> None:
+async def begin_async(conn: psycopg.AsyncConnection, ctx: RequestContext,
+                      key: ContextKey | None = None) -> None:
     """`exchange` on an asyncio connection."""
     async with conn.lock:
-        await conn.wait(exchange(conn, ctx))
+        await conn.wait(exchange(conn, ctx, key))

@@ -4,33 +4,122 @@
 -- Helper schema
 CREATE SCHEMA IF NOT EXISTS rlskit;
 
+-- Sealed context: key table and verifier (keys come from `rlskit key rotate`)
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'rlskit_keys') THEN
+    CREATE ROLE rlskit_keys NOLOGIN NOINHERIT;
+  END IF;
+END
+$$;
+GRANT USAGE
+  ON SCHEMA rlskit
+  TO rlskit_keys;
+CREATE TABLE IF NOT EXISTS rlskit.context_key (
+    id text PRIMARY KEY CHECK (id ~ '^[A-Za-z0-9_-]{1,40}$')
+  , inner_pad bytea CHECK (octet_length(inner_pad) = 64)
+  , outer_pad bytea CHECK (octet_length(outer_pad) = 64)
+  , created_at timestamptz NOT NULL DEFAULT now()
+  , retired_at timestamptz
+  , CHECK ((retired_at IS NULL) = (inner_pad IS NOT NULL
+                               AND outer_pad IS NOT NULL))
+);
+ALTER TABLE rlskit.context_key OWNER TO rlskit_keys;
+REVOKE ALL PRIVILEGES
+  ON TABLE rlskit.context_key
+  FROM PUBLIC;
+COMMENT ON TABLE rlskit.context_key
+  IS 'managed by rlskit: context keys';
+CREATE OR REPLACE FUNCTION rlskit.sealed_setting(caller name
+                                               , setting text)
+RETURNS text
+LANGUAGE plpgsql STABLE PARALLEL safe SECURITY DEFINER SET search_path TO 'pg_catalog', 'pg_temp'
+AS $$
+DECLARE
+  seal text[] := string_to_array(current_setting('rlskit.seal', true), ':');
+  names text[];
+  payload text;
+  name text;
+  sealed boolean;
+BEGIN
+  IF cardinality(seal) IS DISTINCT FROM 4 OR seal[2] !~ '^[0-9]{10}$'
+     OR seal[3] !~ '^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*(,[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*)*$' THEN
+    RETURN NULL;
+  END IF;
+  names := string_to_array(seal[3], ',');
+  IF setting IS NULL OR NOT setting = ANY (names)
+     OR seal[2]::bigint <= extract(epoch FROM statement_timestamp()) THEN
+    RETURN NULL;
+  END IF;
+  payload := concat(length(seal[1]), ':', seal[1], '10:', seal[2], length(caller), ':', caller);
+  FOREACH name IN ARRAY names LOOP
+    payload := concat(payload, length(name), ':', name,
+                      length(coalesce(current_setting(name, true), '')), ':',
+                      current_setting(name, true));
+  END LOOP;
+  SELECT encode(sha256(k.outer_pad || sha256(k.inner_pad || convert_to(payload, 'UTF8'))),
+                'hex') = seal[4]
+    INTO sealed FROM rlskit.context_key k WHERE k.id = seal[1] AND k.retired_at IS NULL;
+  IF sealed THEN
+    RETURN current_setting(setting, true);
+  END IF;
+  RETURN NULL;
+END
+$$;
+CREATE OR REPLACE FUNCTION rlskit.context_key_status(kid text
+                                                   , probe text)
+RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path TO 'pg_catalog', 'pg_temp'
+RETURN COALESCE((SELECT CASE
+                          WHEN k.retired_at IS NOT NULL
+                            THEN 'retired'
+                          WHEN encode(sha256(k.outer_pad || sha256(k.inner_pad || convert_to('rlskit key check', 'UTF8')))
+                                    , 'hex') = probe
+                            THEN 'ok'
+                          ELSE 'mismatch'
+                        END
+                 FROM rlskit.context_key AS k
+                 WHERE k.id = kid)
+              , 'unknown');
+ALTER FUNCTION rlskit.sealed_setting (caller name, setting text) OWNER TO rlskit_keys;
+REVOKE ALL PRIVILEGES
+  ON FUNCTION rlskit.sealed_setting (caller name, setting text)
+  FROM PUBLIC;
+ALTER FUNCTION rlskit.context_key_status (kid text, probe text) OWNER TO rlskit_keys;
+REVOKE ALL PRIVILEGES
+  ON FUNCTION rlskit.context_key_status (kid text, probe text)
+  FROM PUBLIC;
+
 -- Request-context helpers (fail closed: NULL when unset or empty)
 CREATE OR REPLACE FUNCTION rlskit.tenant_id()
 RETURNS uuid
 LANGUAGE sql STABLE PARALLEL safe
-RETURN CAST(NULLIF(pg_catalog.current_setting('app.tenant_id', TRUE)
+RETURN CAST(NULLIF(rlskit.sealed_setting(CURRENT_USER
+                                       , 'app.tenant_id')
                  , '') AS uuid);
 COMMENT ON FUNCTION rlskit.tenant_id ()
   IS 'managed by rlskit';
 CREATE OR REPLACE FUNCTION rlskit.user_id()
 RETURNS uuid
 LANGUAGE sql STABLE PARALLEL safe
-RETURN CAST(NULLIF(pg_catalog.current_setting('app.user_id', TRUE)
+RETURN CAST(NULLIF(rlskit.sealed_setting(CURRENT_USER
+                                       , 'app.user_id')
                  , '') AS uuid);
 COMMENT ON FUNCTION rlskit.user_id ()
   IS 'managed by rlskit';
 CREATE OR REPLACE FUNCTION rlskit.department()
 RETURNS text
 LANGUAGE sql STABLE PARALLEL safe
-RETURN NULLIF(pg_catalog.current_setting('app.department', TRUE)
+RETURN NULLIF(rlskit.sealed_setting(CURRENT_USER
+                                  , 'app.department')
             , '');
 COMMENT ON FUNCTION rlskit.department ()
   IS 'managed by rlskit';
 CREATE OR REPLACE FUNCTION rlskit.claim(name text)
 RETURNS text
 LANGUAGE sql STABLE PARALLEL safe
-RETURN NULLIF(pg_catalog.current_setting('app.' || name
-                                       , TRUE)
+RETURN NULLIF(rlskit.sealed_setting(CURRENT_USER
+                                  , 'app.' || name)
             , '');
 COMMENT ON FUNCTION rlskit.claim (name text)
   IS 'managed by rlskit';
@@ -110,6 +199,26 @@ GRANT USAGE
 GRANT USAGE
   ON SCHEMA public
   TO runner;
+GRANT USAGE
+  ON SCHEMA rlskit
+  TO app_authenticator;
+
+-- Who may run the seal's functions
+GRANT EXECUTE
+  ON FUNCTION rlskit.sealed_setting
+  TO read_only;
+GRANT EXECUTE
+  ON FUNCTION rlskit.sealed_setting
+  TO member;
+GRANT EXECUTE
+  ON FUNCTION rlskit.sealed_setting
+  TO tenant_admin;
+GRANT EXECUTE
+  ON FUNCTION rlskit.sealed_setting
+  TO runner;
+GRANT EXECUTE
+  ON FUNCTION rlskit.context_key_status
+  TO app_authenticator;
 
 -- Table and view privileges
 GRANT SELECT

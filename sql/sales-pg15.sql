@@ -4,40 +4,130 @@
 -- Helper schema
 CREATE SCHEMA IF NOT EXISTS rlskit;
 
+-- Sealed context: key table and verifier (keys come from `rlskit key rotate`)
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'dev_rlskit_keys') THEN
+    CREATE ROLE dev_rlskit_keys NOLOGIN NOINHERIT;
+  END IF;
+END
+$$;
+GRANT USAGE
+  ON SCHEMA rlskit
+  TO dev_rlskit_keys;
+CREATE TABLE IF NOT EXISTS rlskit.context_key (
+    id text PRIMARY KEY CHECK (id ~ '^[A-Za-z0-9_-]{1,40}$')
+  , inner_pad bytea CHECK (octet_length(inner_pad) = 64)
+  , outer_pad bytea CHECK (octet_length(outer_pad) = 64)
+  , created_at timestamptz NOT NULL DEFAULT now()
+  , retired_at timestamptz
+  , CHECK ((retired_at IS NULL) = (inner_pad IS NOT NULL
+                               AND outer_pad IS NOT NULL))
+);
+ALTER TABLE rlskit.context_key OWNER TO dev_rlskit_keys;
+REVOKE ALL PRIVILEGES
+  ON TABLE rlskit.context_key
+  FROM PUBLIC;
+COMMENT ON TABLE rlskit.context_key
+  IS 'managed by rlskit: context keys';
+CREATE OR REPLACE FUNCTION rlskit.sealed_setting(caller name
+                                               , setting text)
+RETURNS text
+LANGUAGE plpgsql STABLE PARALLEL safe SECURITY DEFINER SET search_path TO 'pg_catalog', 'pg_temp'
+AS $$
+DECLARE
+  seal text[] := string_to_array(current_setting('rlskit.seal', true), ':');
+  names text[];
+  payload text;
+  name text;
+  sealed boolean;
+BEGIN
+  IF cardinality(seal) IS DISTINCT FROM 4 OR seal[2] !~ '^[0-9]{10}$'
+     OR seal[3] !~ '^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*(,[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*)*$' THEN
+    RETURN NULL;
+  END IF;
+  names := string_to_array(seal[3], ',');
+  IF setting IS NULL OR NOT setting = ANY (names)
+     OR seal[2]::bigint <= extract(epoch FROM statement_timestamp()) THEN
+    RETURN NULL;
+  END IF;
+  payload := concat(length(seal[1]), ':', seal[1], '10:', seal[2], length(caller), ':', caller);
+  FOREACH name IN ARRAY names LOOP
+    payload := concat(payload, length(name), ':', name,
+                      length(coalesce(current_setting(name, true), '')), ':',
+                      current_setting(name, true));
+  END LOOP;
+  SELECT encode(sha256(k.outer_pad || sha256(k.inner_pad || convert_to(payload, 'UTF8'))),
+                'hex') = seal[4]
+    INTO sealed FROM rlskit.context_key k WHERE k.id = seal[1] AND k.retired_at IS NULL;
+  IF sealed THEN
+    RETURN current_setting(setting, true);
+  END IF;
+  RETURN NULL;
+END
+$$;
+CREATE OR REPLACE FUNCTION rlskit.context_key_status(kid text
+                                                   , probe text)
+RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path TO 'pg_catalog', 'pg_temp'
+RETURN COALESCE((SELECT CASE
+                          WHEN k.retired_at IS NOT NULL
+                            THEN 'retired'
+                          WHEN encode(sha256(k.outer_pad || sha256(k.inner_pad || convert_to('rlskit key check', 'UTF8')))
+                                    , 'hex') = probe
+                            THEN 'ok'
+                          ELSE 'mismatch'
+                        END
+                 FROM rlskit.context_key AS k
+                 WHERE k.id = kid)
+              , 'unknown');
+ALTER FUNCTION rlskit.sealed_setting (caller name, setting text) OWNER TO dev_rlskit_keys;
+REVOKE ALL PRIVILEGES
+  ON FUNCTION rlskit.sealed_setting (caller name, setting text)
+  FROM PUBLIC;
+ALTER FUNCTION rlskit.context_key_status (kid text, probe text) OWNER TO dev_rlskit_keys;
+REVOKE ALL PRIVILEGES
+  ON FUNCTION rlskit.context_key_status (kid text, probe text)
+  FROM PUBLIC;
+
 -- Request-context helpers (fail closed: NULL when unset or empty)
 CREATE OR REPLACE FUNCTION rlskit.user_id()
 RETURNS text
 LANGUAGE sql STABLE PARALLEL safe
-RETURN NULLIF(pg_catalog.current_setting('app.user_id', TRUE)
+RETURN NULLIF(rlskit.sealed_setting(CURRENT_USER
+                                  , 'app.user_id')
             , '');
 COMMENT ON FUNCTION rlskit.user_id ()
   IS 'managed by rlskit';
 CREATE OR REPLACE FUNCTION rlskit.groups()
 RETURNS text[]
 LANGUAGE sql STABLE PARALLEL safe
-RETURN CAST(NULLIF(pg_catalog.current_setting('app.groups', TRUE)
+RETURN CAST(NULLIF(rlskit.sealed_setting(CURRENT_USER
+                                       , 'app.groups')
                  , '') AS text[]);
 COMMENT ON FUNCTION rlskit.groups ()
   IS 'managed by rlskit';
 CREATE OR REPLACE FUNCTION rlskit.department()
 RETURNS text
 LANGUAGE sql STABLE PARALLEL safe
-RETURN NULLIF(pg_catalog.current_setting('app.department', TRUE)
+RETURN NULLIF(rlskit.sealed_setting(CURRENT_USER
+                                  , 'app.department')
             , '');
 COMMENT ON FUNCTION rlskit.department ()
   IS 'managed by rlskit';
 CREATE OR REPLACE FUNCTION rlskit.region()
 RETURNS text
 LANGUAGE sql STABLE PARALLEL safe
-RETURN NULLIF(pg_catalog.current_setting('app.region', TRUE)
+RETURN NULLIF(rlskit.sealed_setting(CURRENT_USER
+                                  , 'app.region')
             , '');
 COMMENT ON FUNCTION rlskit.region ()
   IS 'managed by rlskit';
 CREATE OR REPLACE FUNCTION rlskit.claim(name text)
 RETURNS text
 LANGUAGE sql STABLE PARALLEL safe
-RETURN NULLIF(pg_catalog.current_setting('app.' || name
-                                       , TRUE)
+RETURN NULLIF(rlskit.sealed_setting(CURRENT_USER
+                                  , 'app.' || name)
             , '');
 COMMENT ON FUNCTION rlskit.claim (name text)
   IS 'managed by rlskit';
@@ -71,7 +161,7 @@ GRANT USAGE
   ON SCHEMA rlskit
   TO PUBLIC;
 COMMENT ON TABLE rlskit.access_grant
-  IS 'managed by rlskit: access grants, settings prefix app';
+  IS 'managed by rlskit: access grants, settings prefix app, sealed';
 CREATE OR REPLACE FUNCTION rlskit.roles_held()
 RETURNS SETOF name
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path TO 'pg_catalog', 'pg_temp'
@@ -79,13 +169,15 @@ BEGIN ATOMIC
   SELECT DISTINCT g.role
   FROM rlskit.access_grant AS g
   WHERE (g.kind = 'user'
-     AND g.subject = pg_catalog.current_setting('app.user_id', TRUE))
+     AND g.subject = rlskit.sealed_setting(SESSION_USER
+                                         , 'app.user_id'))
      OR (g.kind = 'group'
-     AND g.subject = ANY(CAST(NULLIF(pg_catalog.current_setting('app.groups', TRUE)
+     AND g.subject = ANY(CAST(NULLIF(rlskit.sealed_setting(SESSION_USER
+                                                         , 'app.groups')
                                    , '') AS text[])))
      OR (g.kind = 'attribute'
-     AND g.value = pg_catalog.current_setting('app.' || g.subject
-                                            , TRUE))
+     AND g.value = rlskit.sealed_setting(SESSION_USER
+                                       , 'app.' || g.subject))
   ORDER BY 1;
 END;
 CREATE OR REPLACE FUNCTION rlskit.holds(target name)
@@ -94,8 +186,16 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path TO 'pg_catalog', 'pg_temp'
 RETURN pg_catalog.pg_has_role(SESSION_USER
                             , target
                             , 'USAGE')
-    OR target IN (SELECT r
-                  FROM rlskit.roles_held() AS r);
+    OR target IN (SELECT DISTINCT g.role
+                  FROM rlskit.access_grant AS g
+                  WHERE (g.kind = 'user'
+                     AND g.subject = rlskit.sealed_setting(target, 'app.user_id'))
+                     OR (g.kind = 'group'
+                     AND g.subject = ANY(CAST(NULLIF(rlskit.sealed_setting(target, 'app.groups')
+                                                   , '') AS text[])))
+                     OR (g.kind = 'attribute'
+                     AND g.value = rlskit.sealed_setting(target
+                                                       , 'app.' || g.subject)));
 CREATE OR REPLACE FUNCTION rlskit.access_grants()
 RETURNS TABLE (role name, kind text, subject text, value text, granted_by name, granted_at timestamptz, reason text)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path TO 'pg_catalog', 'pg_temp'
@@ -291,6 +391,23 @@ GRANT USAGE
 GRANT USAGE
   ON SCHEMA sales
   TO dev_sales_analytics_owner;
+GRANT USAGE
+  ON SCHEMA rlskit
+  TO dev_analytics_gateway;
+
+-- Who may run the seal's functions
+GRANT EXECUTE
+  ON FUNCTION rlskit.sealed_setting
+  TO dev_sales_analytics_analyst;
+GRANT EXECUTE
+  ON FUNCTION rlskit.sealed_setting
+  TO dev_sales_analytics_engineer;
+GRANT EXECUTE
+  ON FUNCTION rlskit.sealed_setting
+  TO dev_sales_analytics_owner;
+GRANT EXECUTE
+  ON FUNCTION rlskit.context_key_status
+  TO dev_analytics_gateway;
 
 -- Table and view privileges
 GRANT SELECT

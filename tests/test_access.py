@@ -326,8 +326,6 @@ def test_connect_is_your_own_login_checked_first_and_explains_a_refusal(dev):
     gateway_url = dev.db.cluster.url(dev.db.name, user=dev.model.role_name("analytics_gateway"))
     with pytest.raises(AccessError, match="unknown product role 'sales_analytics_auditor'"):
         rlskit.connect("sales_analytics_auditor", url=gateway_url, model=dev.model)
-    with pytest.raises(TypeError):  # a token never opens a session of its own
-        rlskit.connect(ANALYST, token="x", url=gateway_url, model=dev.model)  # type: ignore
 
 
 def test_cli_connect_opens_psql_as_your_login_or_says_why_not(tmp_path, dev, prod):

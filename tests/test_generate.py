@@ -60,9 +60,11 @@ def test_security_invoker_only_where_supported():
 
 def test_sections_are_in_dependency_order():
     script = generate_sql(example_model)
-    order = ["CREATE SCHEMA", "CREATE OR REPLACE FUNCTION", "CREATE ROLE", "GRANT read_only TO",
-             "GRANT USAGE", "GRANT SELECT", "ENABLE ROW LEVEL SECURITY", "CREATE POLICY",
-             "CREATE VIEW"]
+    order = ["CREATE SCHEMA", "CREATE TABLE IF NOT EXISTS rlskit.context_key",
+             "CREATE OR REPLACE FUNCTION rlskit.tenant_id", "CREATE ROLE read_only",
+             "GRANT read_only TO", "GRANT USAGE\n  ON SCHEMA rlskit\n  TO read_only",
+             "GRANT EXECUTE", "GRANT SELECT",
+             "ENABLE ROW LEVEL SECURITY", "CREATE POLICY", "CREATE VIEW"]
     positions = [script.index(marker) for marker in order]
     assert positions == sorted(positions)
 

@@ -67,7 +67,7 @@ def test_limits_are_role_settings_and_diffed(example: Example):
 def test_a_request_in_a_limited_role_is_cut_off(example: Example):
     model = limited(example.db.role_prefix)
     ctx = for_role(model, "runner", tenant_id=example.data.a.id)
-    assert ("statement_timeout", "150ms") in ctx.settings
+    assert ("statement_timeout", "150ms") in ctx.limits
     with example.db.connect(user=example.role("app_authenticator")) as conn:
         with pytest.raises(errors.QueryCanceled), transaction(conn, ctx):
             conn.execute("SELECT pg_sleep(2)")

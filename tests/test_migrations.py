@@ -78,15 +78,20 @@ def migrated(rlskit_db: ScratchDatabase, model) -> ScratchDatabase:
     return rlskit_db
 
 
-def test_the_repository_has_an_initial_and_a_second_revision():
-    assert HEAD != FIRST
-    second = SCRIPTS.get_revision(HEAD)
+def test_the_repository_has_three_revisions_the_last_sealing_the_context():
+    third = SCRIPTS.get_revision(HEAD)
+    second = SCRIPTS.get_revision(third.down_revision)
     assert second.down_revision == FIRST
     source = Path(second.path).read_text()
     for op in ("op.alter_policy(", "op.drop_policy(", "op.create_policy(", "op.create_role(",
                "op.drop_view(", "op.create_view("):
         assert op in source
-    for script in (FIRST, HEAD):
+    sealing = Path(third.path).read_text()
+    for op in ("op.create_context_seal('rlskit', owner='rlskit_keys')", "sealed=True",
+               "op.grant('EXECUTE', function='sealed_setting', to='member'",
+               "op.drop_context_seal("):
+        assert op in sealing
+    for script in (FIRST, second.revision, HEAD):
         twin = Path(SCRIPTS.get_revision(script).path).with_suffix(".sql")
         assert twin.read_text().splitlines()[2].startswith("-- Summary: +")
 

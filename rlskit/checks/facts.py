@@ -220,6 +220,6 @@ def from_model(model: Model, pg_version: int) -> Facts:
                             for r in roles}, roles),
         exposed_schemas=frozenset(u.schema for u in objects if isinstance(u, o.SchemaUsage)),
         functions=[FunctionFacts(f.schema, f.name, f.arguments, False, False,
-                                 "\n".join(render(s) for s in create(f, 18)))
+                                 render(create(f, pg_version)[0]))
                    for f in objects if isinstance(f, o.HelperFunction)],
     )

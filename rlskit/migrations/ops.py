@@ -243,15 +243,14 @@ class _ContextSealOp(RlsOp):
     noun = "context seal"
 
     def arguments(self) -> tuple[list[Any], dict[str, Any]]:
-        return [self.obj.schema], {"settings": list(self.obj.names), "owner": self.obj.owner}
+        return [self.obj.schema], {"owner": self.obj.owner}
 
     @classmethod
-    def invoke(cls, operations: Operations, schema: str, *, settings: list[str],
-               owner: str) -> None:
+    def invoke(cls, operations: Operations, schema: str, *, owner: str) -> None:
         """The sealed context's key table and verifier in `schema`, owned by the NOLOGIN
-        role `owner` (created if missing); the seal covers `settings`. Keys are data:
-        ``rlskit key rotate`` adds them, no revision holds one."""
-        operations.invoke(cls(o.ContextSeal(schema, tuple(settings), owner)))
+        role `owner` (created if missing). Keys are data: ``rlskit key rotate`` adds them,
+        no revision holds one."""
+        operations.invoke(cls(o.ContextSeal(schema, owner)))
 
     def statements(self, pg_version: int) -> list[sql.Composable]:
         return self.ddl(self.obj, pg_version)
@@ -266,7 +265,7 @@ class CreateContextSealOp(_ContextSealOp):
 
 @_register
 class ReplaceContextSealOp(_ContextSealOp):
-    """Replace the verifier in place (the settings it covers, its owner); keys stay."""
+    """Replace the verifier in place (its body, its owner); keys stay."""
 
     name, sign = "replace_context_seal", "~"
     ddl = staticmethod(update)

@@ -1,12 +1,12 @@
--- Revision e0f81d7fbd4b: seal the request context
+-- Revision 0dfebe84220b: seal the request context
 -- Revises: 1a6f855f7b9a
 -- Summary: +1 context seal, ~4 helpers, +6 grants
--- The exact SQL of e0f81d7fbd4b_seal_the_request_context.py for PostgreSQL 18, for review; apply the revision with `rlskit migrate`.
+-- The exact SQL of 0dfebe84220b_seal_the_request_context.py for PostgreSQL 18, for review; apply the revision with `rlskit migrate`.
 
 -- ==== upgrade ====
 BEGIN;
 
--- Running upgrade 1a6f855f7b9a -> e0f81d7fbd4b
+-- Running upgrade 1a6f855f7b9a -> 0dfebe84220b
 
 DO $$
 BEGIN
@@ -37,7 +37,7 @@ REVOKE ALL PRIVILEGES
   FROM PUBLIC;
 
 COMMENT ON TABLE rlskit.context_key
-  IS 'managed by rlskit: context keys sealing app.tenant_id,app.user_id,app.department';
+  IS 'managed by rlskit: context keys';
 
 CREATE OR REPLACE FUNCTION rlskit.sealed_setting(caller name
                                                , setting text)
@@ -45,25 +45,30 @@ RETURNS text
 LANGUAGE plpgsql STABLE PARALLEL safe SECURITY DEFINER SET search_path TO 'pg_catalog', 'pg_temp'
 AS $$
 DECLARE
-  seal text := current_setting('rlskit.seal', true);
-  kid text := split_part(seal, '.', 1);
-  expires text := split_part(seal, '.', 2);
+  seal text[] := string_to_array(current_setting('rlskit.seal', true), ':');
+  names text[];
+  payload text;
+  name text;
   sealed boolean;
 BEGIN
-  IF setting IS NULL OR setting <> ALL (ARRAY['app.tenant_id', 'app.user_id', 'app.department']::text[]) OR expires IS NULL
-     OR expires !~ '^[0-9]{10}$' THEN
+  IF cardinality(seal) IS DISTINCT FROM 4 OR seal[2] !~ '^[0-9]{10}$'
+     OR seal[3] !~ '^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*(,[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*)*$' THEN
     RETURN NULL;
   END IF;
-  IF expires::bigint <= extract(epoch FROM statement_timestamp()) THEN
+  names := string_to_array(seal[3], ',');
+  IF setting IS NULL OR NOT setting = ANY (names)
+     OR seal[2]::bigint <= extract(epoch FROM statement_timestamp()) THEN
     RETURN NULL;
   END IF;
-  SELECT encode(sha256(k.outer_pad || sha256(k.inner_pad || convert_to(concat(
-           length(kid), ':', kid, '10:', expires, length(caller), ':', caller,
-           '13:app.tenant_id', length(coalesce(current_setting('app.tenant_id', true), '')), ':', coalesce(current_setting('app.tenant_id', true), ''),
-           '11:app.user_id', length(coalesce(current_setting('app.user_id', true), '')), ':', coalesce(current_setting('app.user_id', true), ''),
-           '14:app.department', length(coalesce(current_setting('app.department', true), '')), ':', coalesce(current_setting('app.department', true), '')),
-           'UTF8'))), 'hex') = split_part(seal, '.', 3)
-    INTO sealed FROM rlskit.context_key k WHERE k.id = kid AND k.retired_at IS NULL;
+  payload := concat(length(seal[1]), ':', seal[1], '10:', seal[2], length(caller), ':', caller);
+  FOREACH name IN ARRAY names LOOP
+    payload := concat(payload, length(name), ':', name,
+                      length(coalesce(current_setting(name, true), '')), ':',
+                      current_setting(name, true));
+  END LOOP;
+  SELECT encode(sha256(k.outer_pad || sha256(k.inner_pad || convert_to(payload, 'UTF8'))),
+                'hex') = seal[4]
+    INTO sealed FROM rlskit.context_key k WHERE k.id = seal[1] AND k.retired_at IS NULL;
   IF sealed THEN
     RETURN current_setting(setting, true);
   END IF;
@@ -163,7 +168,7 @@ GRANT EXECUTE
   ON FUNCTION rlskit.context_key_status
   TO app_authenticator;
 
-UPDATE alembic_version SET version_num='e0f81d7fbd4b' WHERE alembic_version.version_num = '1a6f855f7b9a';
+UPDATE alembic_version SET version_num='0dfebe84220b' WHERE alembic_version.version_num = '1a6f855f7b9a';
 
 COMMIT;
 
@@ -171,7 +176,7 @@ COMMIT;
 -- ==== downgrade ====
 BEGIN;
 
--- Running downgrade e0f81d7fbd4b -> 1a6f855f7b9a
+-- Running downgrade 0dfebe84220b -> 1a6f855f7b9a
 
 REVOKE EXECUTE
   ON FUNCTION rlskit.context_key_status
@@ -246,7 +251,7 @@ REVOKE USAGE
 
 DROP ROLE IF EXISTS rlskit_keys;
 
-UPDATE alembic_version SET version_num='1a6f855f7b9a' WHERE alembic_version.version_num = 'e0f81d7fbd4b';
+UPDATE alembic_version SET version_num='1a6f855f7b9a' WHERE alembic_version.version_num = '0dfebe84220b';
 
 COMMIT;
 
