@@ -13,7 +13,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa  # noqa: F401 - used by table operations
 from alembic import op
 
-
 # revision identifiers, used by Alembic.
 revision: str = '0dfebe84220b'
 down_revision: str | Sequence[str] | None = '1a6f855f7b9a'
