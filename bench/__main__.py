@@ -28,7 +28,9 @@ GROSS = {"uncached_over_cached_1000_tables": (1.5, None),
          "per_table_cost_largest_over_smallest": (None, 3.0),
          "diff_per_table_cost_largest_over_smallest": (None, 3.0),
          "alembic_utils_over_rlskit_largest": (10.0, None),
-         "psycopg_rlskit_over_plain": (0.5, None)} | {
+         "psycopg_rlskit_over_plain": (0.5, None),
+         "sealed_over_unsealed": (0.5, None),
+         "sealed_over_unsealed_primary_key": (None, 2.0)} | {
              # 2x: a sub-millisecond statement on a shared VM is noisy; losing the InitPlan
              # or the index shows up in the plan checks and as 10x and more
              f"rlskit_over_baseline_{q}": (None, 2.0) for q in queries.QUERIES}

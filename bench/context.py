@@ -2,16 +2,18 @@
 vs without, on the same connection, interleaved in the same run.
 
 Families: psycopg sync, psycopg asyncio, SQLAlchemy Core (an installed engine, with and
-without a current context). A naive variant (SET LOCAL ROLE and set_config as statements of
-their own) shows what the one-round-trip form saves. Beside the timings, a deterministic
-check counts protocol round trips (ReadyForQuery messages in a libpq trace): with
-`rlskit.psycopg.transaction` and with the SQLAlchemy hook the context travels with the
-BEGIN (no extra round trip).
+without a current context). rlskit's context is sealed (the example's default); an
+unsealed variant of the same context shows what signing costs. A naive variant (SET LOCAL
+ROLE and set_config as statements of their own) shows what the one-round-trip form saves.
+Beside the timings, a deterministic check counts protocol round trips (ReadyForQuery
+messages in a libpq trace): with `rlskit.psycopg.transaction` and with the SQLAlchemy hook
+the context travels with the BEGIN (no extra round trip).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import statistics
 import tempfile
@@ -29,6 +31,7 @@ from rlskit.examples.install import install
 from rlskit.examples.saas import build_model
 from rlskit.model import Model
 from rlskit.psycopg import transaction
+from rlskit.seal import ContextKey, use_key
 from rlskit.sqlalchemy import install as install_engine
 from rlskit.sqlalchemy import sqlalchemy_url
 from rlskit.testing import open_cluster
@@ -39,8 +42,9 @@ QUERY = "SELECT payload FROM bench_item WHERE id = %s"
 
 def _prepare(url: str, prefix: str) -> tuple[Model, RequestContext]:
     """The example model and a plain lookup table both the app and its roles may read; the
-    model and a member's context in tenant A."""
+    model and a member's context in tenant A (sealed with a key of the run's own)."""
     model = build_model(role_prefix=prefix)
+    use_key(ContextKey.generate("bench"))
     data = install(url, model, prefix + "owner")
     with psycopg.connect(url) as conn:
         conn.execute("CREATE TABLE bench_item (id int PRIMARY KEY, payload text NOT NULL)")
@@ -124,14 +128,19 @@ def run(quick: bool = False) -> dict:
                 with transaction(conn, ctx):
                     conn.execute(QUERY, [i]).fetchone()
 
+            def unsealed(i: int) -> None:
+                with transaction(conn, unsealed_ctx):
+                    conn.execute(QUERY, [i]).fetchone()
+
             def naive(i: int) -> None:
                 with conn.transaction():
                     conn.execute(set_role)
                     conn.execute(settings, flat)
                     conn.execute(QUERY, [i]).fetchone()
 
+            unsealed_ctx = dataclasses.replace(ctx, sealed=False)
             variants = {"psycopg_plain": plain, "psycopg_rlskit": rlskit,
-                        "psycopg_naive": naive}
+                        "psycopg_unsealed": unsealed, "psycopg_naive": naive}
             trips = {name: _round_trips(conn, lambda f=f: f(1)) for name, f in variants.items()}
             _interleaved(variants, batch, rounds, rates)
 
@@ -185,12 +194,16 @@ def run(quick: bool = False) -> dict:
         "ratios": {
             "psycopg_rlskit_over_plain": ratio("psycopg_rlskit", "psycopg_plain"),
             "psycopg_naive_over_plain": ratio("psycopg_naive", "psycopg_plain"),
+            "psycopg_unsealed_over_plain": ratio("psycopg_unsealed", "psycopg_plain"),
+            "sealed_over_unsealed": ratio("psycopg_rlskit", "psycopg_unsealed"),
             "async_rlskit_over_plain": ratio("async_rlskit", "async_plain"),
             "sqlalchemy_rlskit_over_plain": ratio("sqlalchemy_rlskit", "sqlalchemy_plain"),
         },
         "checks": {
             "psycopg_context_adds_no_round_trip":
                 trips["psycopg_rlskit"] == trips["psycopg_plain"],
+            "sealing_adds_no_round_trip":
+                trips["psycopg_rlskit"] == trips["psycopg_unsealed"],
             "sqlalchemy_context_adds_no_round_trip":
                 trips["sqlalchemy_rlskit"] == trips["sqlalchemy_plain"],
         },

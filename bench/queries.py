@@ -8,10 +8,14 @@ each, all on the same tables:
 - ``baseline``: a BYPASSRLS role whose queries say ``WHERE tenant_id = $1`` by hand;
 - ``rlskit``: the model's member role under rlskit's generated policies (a RESTRICTIVE
   ``tenant_id = (SELECT rlskit.tenant_id())`` plus permissive rules; the restrictive
-  policy is scoped to this role so that it leaves the other variants alone);
+  policy is scoped to this role so that it leaves the other variants alone), with a
+  sealed context (the helper verifies the seal once per statement);
+- ``rlskit_unsealed``: the same policies over unsealed helpers (``sealed=False``: the
+  helper reads the setting and nothing else), so ``rlskit ÷ rlskit_unsealed`` is what the
+  seal costs;
 - ``naive``: ``tenant_id = current_setting('app.tenant_id')::uuid`` in a policy;
 - ``naive_membership``: a correlated ``EXISTS (membership of the current user)``;
-- ``rlskit_membership``: the same rule in rlskit's form, the user's tenants gathered once
+- ``rlskit_membership``: the same rule in rlskit's form (sealed), the user's tenants gathered once
   (``tenant_id = ANY (ARRAY(SELECT … (SELECT rlskit.user_id())))``) so the tenant index
   still applies.
 
@@ -33,6 +37,8 @@ import psycopg
 from psycopg import sql
 
 from rlskit import Claim, Model, generate_sql
+from rlskit.keystore import rotate
+from rlskit.seal import ContextKey
 from rlskit.testing import open_cluster
 
 SCHEMA = """
@@ -56,10 +62,22 @@ INSERT INTO membership SELECT t.id, gen_random_uuid() FROM tenant t,
 VARIANT_POLICIES = """
 CREATE ROLE {baseline} BYPASSRLS;
 CREATE ROLE {naive}; CREATE ROLE {naive_membership}; CREATE ROLE {rlskit_membership};
+CREATE ROLE {rlskit_unsealed};
 GRANT SELECT, UPDATE ON item, line TO {baseline}, {naive}, {naive_membership},
       {rlskit_membership};
+GRANT SELECT, UPDATE ON item, line TO {rlskit_unsealed};
+GRANT USAGE ON SCHEMA rlskit_plain TO {rlskit_unsealed};
+CREATE POLICY unsealed_isolation ON item AS RESTRICTIVE TO {rlskit_unsealed}
+    USING (tenant_id = (SELECT rlskit_plain.tenant_id()))
+    WITH CHECK (tenant_id = (SELECT rlskit_plain.tenant_id()));
+CREATE POLICY unsealed_isolation ON line AS RESTRICTIVE TO {rlskit_unsealed}
+    USING (tenant_id = (SELECT rlskit_plain.tenant_id()))
+    WITH CHECK (tenant_id = (SELECT rlskit_plain.tenant_id()));
+CREATE POLICY unsealed_rules ON item TO {rlskit_unsealed} USING (true) WITH CHECK (true);
+CREATE POLICY unsealed_rules ON line TO {rlskit_unsealed} USING (true) WITH CHECK (true);
 GRANT SELECT ON membership TO {naive_membership}, {rlskit_membership};
 GRANT USAGE ON SCHEMA rlskit TO {rlskit_membership};
+GRANT EXECUTE ON FUNCTION rlskit.sealed_setting TO {rlskit_membership};
 CREATE POLICY naive ON item TO {naive}
     USING (tenant_id = current_setting('app.tenant_id', true)::uuid);
 CREATE POLICY naive ON line TO {naive}
@@ -93,16 +111,31 @@ QUERIES = {
     "update_one": ("UPDATE item SET amount = amount + 1 WHERE id = %(id)s",
                    "UPDATE item SET amount = amount + 1 WHERE id = %(id)s AND tenant_id = %(t)s"),
 }
-VARIANTS = ("baseline", "rlskit", "naive", "naive_membership", "rlskit_membership")
+VARIANTS = ("baseline", "rlskit", "rlskit_unsealed", "naive", "naive_membership",
+            "rlskit_membership")
+SEALED = ("rlskit", "rlskit_membership")  # the variants that read rlskit's sealed helpers
+KEY = ContextKey.generate("bench")
 
 
-def _model(prefix: str) -> Model:
-    model = Model(role_prefix=prefix)
+def _model(prefix: str, **options: str) -> Model:
+    model = Model(role_prefix=prefix, **options)
     model.context(tenant_id=Claim("tenant_id", type="uuid"),
                   user_id=Claim("sub", type="uuid", required=False))
+    return model
+
+
+def _sealed_model(prefix: str) -> Model:
+    model = _model(prefix)
     member = model.role("member")
     for table in ("item", "line"):
         model.tenant_table(table, grants={member: "SELECT, UPDATE"})
+    return model
+
+
+def _unsealed_helpers(prefix: str) -> Model:
+    """Only helpers, unsealed, in a schema of their own (the variant's policies call them)."""
+    model = _model(prefix + "plain_", helpers_schema="rlskit_plain")
+    model.context(sealed=False)
     return model
 
 
@@ -110,8 +143,11 @@ def _prepare(conn: psycopg.Connection, size: dict[str, int], prefix: str) -> dic
     """Tables, data, rlskit's SQL and the other variants' roles and policies; returns the
     role of each variant."""
     conn.execute(SCHEMA % size)
-    model = _model(prefix)
-    conn.execute(generate_sql(model, pg_version=conn.info.server_version // 10000))
+    model = _sealed_model(prefix)
+    version = conn.info.server_version // 10000
+    conn.execute(generate_sql(model, pg_version=version))
+    conn.execute(generate_sql(_unsealed_helpers(prefix), pg_version=version))
+    rotate(conn, model.helpers_schema, KEY)
     roles = {v: prefix + v for v in VARIANTS} | {"rlskit": model.role_name("member")}
     for table in ("item", "line"):  # rlskit's isolation for rlskit's role only
         conn.execute(sql.SQL("ALTER POLICY tenant_isolation ON {} TO {}").format(
@@ -129,9 +165,14 @@ def _members(conn: psycopg.Connection) -> list[tuple[str, str, int]]:
                         "ORDER BY t.n").fetchall()
 
 
-def _context(conn: psycopg.Connection, role: str, tenant: str, user: str) -> None:
+def _context(conn: psycopg.Connection, role: str, tenant: str, user: str,
+             sealed: bool = False) -> None:
+    """The request context, sealed for the sealed variant, as the runtime sends it."""
+    settings = (("app.tenant_id", tenant), ("app.user_id", user))
+    seal = KEY.seal(role, settings) if sealed else ""
     conn.execute("SELECT set_config('role', %s, true), set_config('app.tenant_id', %s, true),"
-                 " set_config('app.user_id', %s, true)", [role, tenant, user])
+                 " set_config('app.user_id', %s, true), set_config('rlskit.seal', %s, true)",
+                 [role, tenant, user, seal])
 
 
 def _plan_checks(conn: psycopg.Connection, role: str, tenant: str, user: str,
@@ -141,7 +182,7 @@ def _plan_checks(conn: psycopg.Connection, role: str, tenant: str, user: str,
     checks = {}
     for name, (query, _) in QUERIES.items():
         with conn.transaction(force_rollback=True):
-            _context(conn, role, tenant, user)
+            _context(conn, role, tenant, user, sealed=True)
             plan = conn.execute("EXPLAIN (FORMAT JSON) " + query,
                                 {"id": tenants + 1}).fetchone()[0][0]["Plan"]
         nodes, stack = [], [plan]
@@ -192,8 +233,14 @@ def run(quick: bool = False) -> dict:
                          "max_ms": 1000 * max(medians), "over_baseline": ratio})
             if variant != "baseline":
                 ratios[f"{variant}_over_baseline_{query}"] = ratio
+    for query in QUERIES:  # what the seal costs: sealed ÷ unsealed, round by round
+        ratios[f"sealed_over_unsealed_{query}"] = statistics.median(
+            s / u for s, u in zip(times[(query, "rlskit")], times[(query, "rlskit_unsealed")],
+                                  strict=True))
     targets = {f"rlskit_within_1.05_{q}": ratios[f"rlskit_over_baseline_{q}"] <= 1.05
                for q in QUERIES}  # reported; only gross regressions fail a run
+    targets["sealed_within_1.10_of_unsealed_primary_key"] = \
+        ratios["sealed_over_unsealed_primary_key"] <= 1.10
     return {"benchmark": "queries", "size": size, "rows": rows, "ratios": ratios,
             "checks": checks, "targets": targets}
 
@@ -218,7 +265,7 @@ def _measure(conns: dict[str, psycopg.Connection], roles: dict[str, str],
                     1, size["items"] // size["tenants"] - 1)}
                 for variant in order:
                     conn = conns[variant]
-                    _context(conn, roles[variant], tenant, user)
+                    _context(conn, roles[variant], tenant, user, sealed=variant in SEALED)
                     text = baseline_sql if variant == "baseline" else rls_sql
                     start = time.perf_counter()
                     cursor = conn.execute(text, params)

@@ -6,12 +6,12 @@ One managed object (`objects.ContextSeal`) creates, in the helpers schema:
   revision: rows come from `rotate`), owned by a NOLOGIN key owner role that alone can
   read it (no grant to PUBLIC, to the application roles or to the authenticator);
 - ``sealed_setting(caller, setting)``: ``SECURITY DEFINER`` (owned by the key owner,
-  ``search_path`` pinned), returns ``current_setting(setting)`` only when ``rlskit.seal``
-  is an unexpired seal by a live key over `caller` and the current value of every
-  setting it names, `setting` among them; NULL otherwise, never an error. The helpers call
-  it with ``CURRENT_USER``, once per statement (their calls are InitPlans). The seal names
-  its settings, so an application that predates a new claim keeps working while it rolls
-  over (the new claim's helper reads NULL for it);
+  ``search_path`` pinned): when ``rlskit.seal`` is an unexpired seal by a live key whose
+  signed body names `caller` as its role, the value of `setting` in that body; NULL
+  otherwise, never an error. The values come from the signed body, not from the session's
+  settings, so changing a setting inside a request changes nothing. The helpers call it
+  with ``CURRENT_USER``, once per statement (their calls are InitPlans); a setting the
+  body lacks (an application that predates a new claim) reads NULL;
 - ``context_key_status(kid, probe)``: what the start-up check asks (``ok``, ``unknown``,
   ``retired``, ``mismatch``) so a misconfigured application stops before its first request.
 
@@ -31,7 +31,7 @@ from psycopg import errors, sql
 from .errors import ConfigError
 from .objects import ContextSeal
 from .render import Ident
-from .seal import KEY_CHECK, NAMES_PATTERN, SEAL_SETTING, ContextKey
+from .seal import KEY_CHECK, SEAL_SETTING, ContextKey
 from .sqltext import SEALED_READER
 
 __all__ = [
@@ -65,32 +65,23 @@ _TABLE = """CREATE TABLE IF NOT EXISTS {table} (
 
 _VERIFIER = """
 DECLARE
-  seal text[] := string_to_array(current_setting({seal}, true), ':');
-  names text[];
-  payload text;
-  name text;
+  seal text := current_setting({seal}, true);
+  kid text := split_part(seal, ':', 1);
+  expires text := split_part(seal, ':', 2);
+  mac text := split_part(seal, ':', 3);
+  body text := substr(seal, length(kid) + 78);  -- after '<kid>:<10 digits>:<64 hex>:'
   sealed boolean;
 BEGIN
-  IF cardinality(seal) IS DISTINCT FROM 4 OR seal[2] !~ '^[0-9]{{10}}$'
-     OR seal[3] !~ {names_pattern} THEN
-    RETURN NULL;
+  IF NOT coalesce(length(expires) = 10 AND length(mac) = 64
+                  AND expires > extract(epoch FROM statement_timestamp())::bigint::text,
+                  false) THEN
+    RETURN NULL;  -- missing, malformed or expired (10 digits on both sides until 2286)
   END IF;
-  names := string_to_array(seal[3], ',');
-  IF setting IS NULL OR NOT setting = ANY (names)
-     OR seal[2]::bigint <= extract(epoch FROM statement_timestamp()) THEN
-    RETURN NULL;
-  END IF;
-  payload := concat(length(seal[1]), ':', seal[1], '10:', seal[2], length(caller), ':', caller);
-  FOREACH name IN ARRAY names LOOP
-    payload := concat(payload, length(name), ':', name,
-                      length(coalesce(current_setting(name, true), '')), ':',
-                      current_setting(name, true));
-  END LOOP;
-  SELECT encode(sha256(k.outer_pad || sha256(k.inner_pad || convert_to(payload, 'UTF8'))),
-                'hex') = seal[4]
-    INTO sealed FROM {table} k WHERE k.id = seal[1] AND k.retired_at IS NULL;
-  IF sealed THEN
-    RETURN current_setting(setting, true);
+  SELECT encode(sha256(k.outer_pad || sha256(k.inner_pad
+                || convert_to(concat(kid, ':', expires, ':', body), 'UTF8'))), 'hex') = mac
+    INTO sealed FROM {table} k WHERE k.id = kid AND k.retired_at IS NULL;
+  IF sealed THEN  -- the body is the application's JSON: the role and the settings
+    RETURN CASE WHEN body::jsonb ->> 'role' = caller THEN body::jsonb ->> setting END;
   END IF;
   RETURN NULL;
 END
@@ -110,8 +101,8 @@ def _literal(text: str) -> str:
 
 def verifier_source(obj: ContextSeal) -> str:
     """The verifier's body, exactly as ``pg_proc.prosrc`` keeps it."""
-    return _VERIFIER.format(seal=_literal(SEAL_SETTING), table=f"{quote(obj.schema)}."
-                            f"{quote(KEY_TABLE)}", names_pattern=_literal(NAMES_PATTERN))
+    return _VERIFIER.format(seal=_literal(SEAL_SETTING),
+                            table=f"{quote(obj.schema)}.{quote(KEY_TABLE)}")
 
 
 def _owner_role(owner: str) -> sql.Composable:

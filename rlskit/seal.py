@@ -1,11 +1,13 @@
 """The sealed request context: what the application signs and the database verifies.
 
 A context is sealed with a `ContextKey` the application and the database share: next to
-the role and the settings, the runtime sets ``rlskit.seal`` to ``<key id>:<expiry>:<setting
-names>:<mac>``, an HMAC-SHA256 over the key id, the expiry, the role and every context
-setting's name and value. The helpers return a value only while the seal verifies for
-``current_user`` (see `rlskit.keystore`), so SQL sent inside a request that changes a
-setting or the role gets NULL from every helper, and every policy fails closed.
+the role and the settings, the runtime sets ``rlskit.seal`` to ``<key id>:<expiry>:<mac>:
+<body>``, where the body is the role and every context setting's name and value as JSON,
+and the MAC an HMAC-SHA256 over the key id, the expiry and the body. The helpers read their
+values from a body whose MAC verifies and whose role is ``current_user`` (see
+`rlskit.keystore`): SQL sent inside a request that changes a setting changes nothing, and
+one that changes the role (or forges the seal) gets NULL from every helper, so every
+policy fails closed.
 
 The application's key comes from `use_key` or, by default, from the environment variable
 ``RLSKIT_CONTEXT_KEY`` (or the variable or file named by ``[tool.rlskit.context]``); it is
@@ -18,6 +20,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import json
 import os
 import re
 import secrets
@@ -25,6 +28,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 
 from .context import RequestContext
@@ -46,23 +50,15 @@ SEAL_SETTING = "rlskit.seal"
 DEFAULT_KEY_ENV = "RLSKIT_CONTEXT_KEY"
 DEFAULT_TTL = 30  # seconds a seal stays valid: past a request transaction's expected life
 KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
-_SETTING = r"[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*"
-NAMES_PATTERN = rf"^{_SETTING}(,{_SETTING})*$"  # the setting names a seal covers
 KEY_CHECK = "rlskit key check"  # what the start-up check signs to prove the key matches
 _MIN_SECRET = 32
 
 
-def _field(text: str) -> str:
-    return f"{len(text)}:{text}"
-
-
-def payload(kid: str, expires: str, role: str, settings: Iterable[tuple[str, str]]) -> str:
-    """The text a seal signs: every part length-prefixed (``3:abc``), so no value can pass
-    for a boundary. The database builds the same text from its own settings."""
-    parts = [kid, expires, role]
-    for name, value in settings:
-        parts += [name, value]
-    return "".join(_field(p) for p in parts)
+def payload(role: str, settings: Iterable[tuple[str, str]]) -> str:
+    """The signed body of a seal: the role and the settings as compact JSON (the database
+    reads the values from this body, once its MAC verifies)."""
+    return json.dumps({"role": role, **dict(settings)}, separators=(",", ":"),
+                      ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -114,19 +110,23 @@ class ContextKey:
                  else self.secret).ljust(64, b"\0")
         return bytes(b ^ 0x36 for b in block), bytes(b ^ 0x5C for b in block)
 
+    @cached_property
+    def _hmac(self) -> hmac.HMAC:
+        return hmac.new(self.secret, digestmod=hashlib.sha256)
+
     def mac(self, text: str) -> str:
-        return hmac.new(self.secret, text.encode(), hashlib.sha256).hexdigest()
+        """HMAC-SHA256 of `text`, hex (from a keyed state prepared once per key)."""
+        state = self._hmac.copy()
+        state.update(text.encode())
+        return state.hexdigest()
 
     def seal(self, role: str, settings: Iterable[tuple[str, str]],
              now: float | None = None) -> str:
-        """The seal of a context: ``<id>:<expiry>:<names>:<mac>``, valid for `ttl` seconds."""
-        settings = tuple(settings)
-        names = ",".join(name for name, _ in settings)
-        if not re.match(NAMES_PATTERN, names):
-            raise ContextError(f"cannot seal settings {names!r}: each is prefix.name")
+        """The seal of a context, ``<id>:<expiry>:<mac>:<body>``, valid for `ttl` seconds:
+        the MAC covers ``<id>:<expiry>:<body>``."""
         expires = str(int(now if now is not None else time.time()) + self.ttl)
-        mac = self.mac(payload(self.kid, expires, role, settings))
-        return f"{self.kid}:{expires}:{names}:{mac}"
+        body = payload(role, settings)
+        return f"{self.kid}:{expires}:{self.mac(f'{self.kid}:{expires}:{body}')}:{body}"
 
     def probe(self) -> str:
         """The MAC the start-up check compares with the database's key of this id."""

@@ -36,32 +36,23 @@ RETURNS text
 LANGUAGE plpgsql STABLE PARALLEL safe SECURITY DEFINER SET search_path TO 'pg_catalog', 'pg_temp'
 AS $$
 DECLARE
-  seal text[] := string_to_array(current_setting('rlskit.seal', true), ':');
-  names text[];
-  payload text;
-  name text;
+  seal text := current_setting('rlskit.seal', true);
+  kid text := split_part(seal, ':', 1);
+  expires text := split_part(seal, ':', 2);
+  mac text := split_part(seal, ':', 3);
+  body text := substr(seal, length(kid) + 78);  -- after '<kid>:<10 digits>:<64 hex>:'
   sealed boolean;
 BEGIN
-  IF cardinality(seal) IS DISTINCT FROM 4 OR seal[2] !~ '^[0-9]{10}$'
-     OR seal[3] !~ '^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*(,[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*)*$' THEN
-    RETURN NULL;
+  IF NOT coalesce(length(expires) = 10 AND length(mac) = 64
+                  AND expires > extract(epoch FROM statement_timestamp())::bigint::text,
+                  false) THEN
+    RETURN NULL;  -- missing, malformed or expired (10 digits on both sides until 2286)
   END IF;
-  names := string_to_array(seal[3], ',');
-  IF setting IS NULL OR NOT setting = ANY (names)
-     OR seal[2]::bigint <= extract(epoch FROM statement_timestamp()) THEN
-    RETURN NULL;
-  END IF;
-  payload := concat(length(seal[1]), ':', seal[1], '10:', seal[2], length(caller), ':', caller);
-  FOREACH name IN ARRAY names LOOP
-    payload := concat(payload, length(name), ':', name,
-                      length(coalesce(current_setting(name, true), '')), ':',
-                      current_setting(name, true));
-  END LOOP;
-  SELECT encode(sha256(k.outer_pad || sha256(k.inner_pad || convert_to(payload, 'UTF8'))),
-                'hex') = seal[4]
-    INTO sealed FROM rlskit.context_key k WHERE k.id = seal[1] AND k.retired_at IS NULL;
-  IF sealed THEN
-    RETURN current_setting(setting, true);
+  SELECT encode(sha256(k.outer_pad || sha256(k.inner_pad
+                || convert_to(concat(kid, ':', expires, ':', body), 'UTF8'))), 'hex') = mac
+    INTO sealed FROM rlskit.context_key k WHERE k.id = kid AND k.retired_at IS NULL;
+  IF sealed THEN  -- the body is the application's JSON: the role and the settings
+    RETURN CASE WHEN body::jsonb ->> 'role' = caller THEN body::jsonb ->> setting END;
   END IF;
   RETURN NULL;
 END

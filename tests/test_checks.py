@@ -115,6 +115,12 @@ CASES = [
          "CREATE TABLE note (id serial PRIMARY KEY, body text);"
          "GRANT INSERT ON note TO {member}; GRANT USAGE ON SEQUENCE note_id_seq TO {member};",
          "public.note", "GRANT USAGE ON SEQUENCE public.note_id_seq TO {member}"),
+    Case("RLS019",
+         "CREATE OR REPLACE FUNCTION rlskit.department() RETURNS text LANGUAGE sql STABLE "
+         "RETURN NULLIF(pg_catalog.current_setting('app.department', true), '');",
+         "CREATE OR REPLACE FUNCTION rlskit.department() RETURNS text LANGUAGE sql STABLE "
+         "RETURN NULLIF(rlskit.sealed_setting(CURRENT_USER, 'app.department'), '');",
+         "rlskit.department()", "drop sealed=False from model.context(...)"),
     Case("RLS017",
          "ALTER ROLE {app_authenticator} SET app.tenant_id = "
          "'00000000-0000-0000-0000-000000000001';",

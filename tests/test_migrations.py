@@ -87,7 +87,8 @@ def test_the_repository_has_three_revisions_the_last_sealing_the_context():
                "op.drop_view(", "op.create_view("):
         assert op in source
     sealing = Path(third.path).read_text()
-    for op in ("op.create_context_seal('rlskit', owner='rlskit_keys')", "sealed=True",
+    for op in ("op.create_context_seal('rlskit', owner='rlskit_keys')",
+               "sealed=True",
                "op.grant('EXECUTE', function='sealed_setting', to='member'",
                "op.drop_context_seal("):
         assert op in sealing

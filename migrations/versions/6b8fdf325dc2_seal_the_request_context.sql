@@ -1,12 +1,12 @@
--- Revision 0dfebe84220b: seal the request context
+-- Revision 6b8fdf325dc2: seal the request context
 -- Revises: 1a6f855f7b9a
 -- Summary: +1 context seal, ~4 helpers, +6 grants
--- The exact SQL of 0dfebe84220b_seal_the_request_context.py for PostgreSQL 18, for review; apply the revision with `rlskit migrate`.
+-- The exact SQL of 6b8fdf325dc2_seal_the_request_context.py for PostgreSQL 18, for review; apply the revision with `rlskit migrate`.
 
 -- ==== upgrade ====
 BEGIN;
 
--- Running upgrade 1a6f855f7b9a -> 0dfebe84220b
+-- Running upgrade 1a6f855f7b9a -> 6b8fdf325dc2
 
 DO $$
 BEGIN
@@ -45,32 +45,23 @@ RETURNS text
 LANGUAGE plpgsql STABLE PARALLEL safe SECURITY DEFINER SET search_path TO 'pg_catalog', 'pg_temp'
 AS $$
 DECLARE
-  seal text[] := string_to_array(current_setting('rlskit.seal', true), ':');
-  names text[];
-  payload text;
-  name text;
+  seal text := current_setting('rlskit.seal', true);
+  kid text := split_part(seal, ':', 1);
+  expires text := split_part(seal, ':', 2);
+  mac text := split_part(seal, ':', 3);
+  body text := substr(seal, length(kid) + 78);  -- after '<kid>:<10 digits>:<64 hex>:'
   sealed boolean;
 BEGIN
-  IF cardinality(seal) IS DISTINCT FROM 4 OR seal[2] !~ '^[0-9]{10}$'
-     OR seal[3] !~ '^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*(,[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*)*$' THEN
-    RETURN NULL;
+  IF NOT coalesce(length(expires) = 10 AND length(mac) = 64
+                  AND expires > extract(epoch FROM statement_timestamp())::bigint::text,
+                  false) THEN
+    RETURN NULL;  -- missing, malformed or expired (10 digits on both sides until 2286)
   END IF;
-  names := string_to_array(seal[3], ',');
-  IF setting IS NULL OR NOT setting = ANY (names)
-     OR seal[2]::bigint <= extract(epoch FROM statement_timestamp()) THEN
-    RETURN NULL;
-  END IF;
-  payload := concat(length(seal[1]), ':', seal[1], '10:', seal[2], length(caller), ':', caller);
-  FOREACH name IN ARRAY names LOOP
-    payload := concat(payload, length(name), ':', name,
-                      length(coalesce(current_setting(name, true), '')), ':',
-                      current_setting(name, true));
-  END LOOP;
-  SELECT encode(sha256(k.outer_pad || sha256(k.inner_pad || convert_to(payload, 'UTF8'))),
-                'hex') = seal[4]
-    INTO sealed FROM rlskit.context_key k WHERE k.id = seal[1] AND k.retired_at IS NULL;
-  IF sealed THEN
-    RETURN current_setting(setting, true);
+  SELECT encode(sha256(k.outer_pad || sha256(k.inner_pad
+                || convert_to(concat(kid, ':', expires, ':', body), 'UTF8'))), 'hex') = mac
+    INTO sealed FROM rlskit.context_key k WHERE k.id = kid AND k.retired_at IS NULL;
+  IF sealed THEN  -- the body is the application's JSON: the role and the settings
+    RETURN CASE WHEN body::jsonb ->> 'role' = caller THEN body::jsonb ->> setting END;
   END IF;
   RETURN NULL;
 END
@@ -168,7 +159,7 @@ GRANT EXECUTE
   ON FUNCTION rlskit.context_key_status
   TO app_authenticator;
 
-UPDATE alembic_version SET version_num='0dfebe84220b' WHERE alembic_version.version_num = '1a6f855f7b9a';
+UPDATE alembic_version SET version_num='6b8fdf325dc2' WHERE alembic_version.version_num = '1a6f855f7b9a';
 
 COMMIT;
 
@@ -176,7 +167,7 @@ COMMIT;
 -- ==== downgrade ====
 BEGIN;
 
--- Running downgrade 0dfebe84220b -> 1a6f855f7b9a
+-- Running downgrade 6b8fdf325dc2 -> 1a6f855f7b9a
 
 REVOKE EXECUTE
   ON FUNCTION rlskit.context_key_status
@@ -251,7 +242,7 @@ REVOKE USAGE
 
 DROP ROLE IF EXISTS rlskit_keys;
 
-UPDATE alembic_version SET version_num='1a6f855f7b9a' WHERE alembic_version.version_num = '0dfebe84220b';
+UPDATE alembic_version SET version_num='1a6f855f7b9a' WHERE alembic_version.version_num = '6b8fdf325dc2';
 
 COMMIT;
 
