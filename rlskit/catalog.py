@@ -11,7 +11,7 @@ from __future__ import annotations
 import psycopg
 
 from . import objects as o
-from .access.store import SEALED_SUFFIX, STORE_COMMENT
+from .access.store import FUNCTIONS, SEALED_SUFFIX, STORE_COMMENT
 from .keystore import KEY_STATUS, KEY_TABLE, KEYSTORE_COMMENT, VERIFIER
 from .model import TABLE_PRIVILEGES, Model
 from .sqltext import Privilege, setting_read
@@ -108,7 +108,7 @@ _FUNCTION_GRANTS = """
 SELECT n.nspname, p.proname, g.rolname
 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace,
      pg_catalog.aclexplode(p.proacl) acl JOIN pg_catalog.pg_roles g ON g.oid = acl.grantee
-WHERE n.nspname = %(helpers)s AND p.proname = ANY(%(sealing)s)
+WHERE n.nspname = %(helpers)s AND p.proname = ANY(%(functions)s)
   AND acl.privilege_type = 'EXECUTE' AND g.rolname = ANY(%(roles)s)
 ORDER BY 1, 2, 3"""
 
@@ -160,7 +160,7 @@ def read_catalog(conn: psycopg.Connection, model: Model) -> list[o.DbObject]:
                      | {s for s, _ in model.views})
     params = {"roles": roles, "schemas": schemas, "marker": o.MARKER,
               "helpers": model.helpers_schema, "helper_names": [*model.claims, "claim"],
-              "sealing": [VERIFIER, KEY_STATUS]}
+              "functions": [VERIFIER, KEY_STATUS, *FUNCTIONS]}
     out: list[o.DbObject] = []
 
     if conn.execute("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %(helpers)s",

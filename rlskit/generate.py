@@ -23,7 +23,7 @@ _SECTIONS: list[tuple[type, str]] = [
     (o.Role, "Roles (cluster-wide: created only when missing)"),
     (o.Membership, "Role hierarchy and authenticator memberships"),
     (o.SchemaUsage, "Schema usage"),
-    (o.FunctionGrant, "Who may run the seal's functions"),
+    (o.FunctionGrant, "Who may run rlskit's functions (never PUBLIC)"),
     (o.TableGrant, "Table and view privileges"),
     (o.RowSecurity, "Row-level security"),
     (o.Policy, "Policies"),

@@ -54,10 +54,9 @@ def build_graph(model: Model) -> Graph:
             edges.append(Edge(ids[f"role {role.name}"],
                               ids[f"role {model.resolve_role(parent).name}"], "inherits",
                               "inherits"))
-    for name, allowed in model.authenticators.items():
-        for target in allowed or model.group_roles:
-            edges.append(Edge(ids[f"role {name}"],
-                              ids[f"role {model.resolve_role(target).name}"], "SET ROLE",
+    for name in model.authenticators:
+        for target in model.switchable(name):
+            edges.append(Edge(ids[f"role {name}"], ids[f"role {target.name}"], "SET ROLE",
                               "switches"))
     for table in model.tables.values():
         kind = "tenant table" if table.tenant_column else "table"

@@ -654,6 +654,16 @@ class Model:
     def group_roles(self) -> list[Role]:
         return [r for r in self.roles.values() if not r.login]
 
+    def switchable(self, authenticator: str) -> list[Role]:
+        """The roles `authenticator` may SET ROLE to: those it names, else every group role
+        that administers no other role (from an administering role, SQL inside a request
+        could GRANT roles to anyone)."""
+        allowed = self.authenticators[authenticator]
+        if allowed is not None:
+            return [self.resolve_role(r) for r in allowed]
+        admins = {self.resolve_role(a).name for a, _ in self.admins}
+        return [r for r in self.group_roles if r.name not in admins]
+
     def limits(self, role: Role | str) -> tuple[tuple[str, str], ...]:
         """The limits a request in `role` runs with: its own, else the nearest parent's."""
         found: dict[str, str] = {}
@@ -689,9 +699,14 @@ class Model:
                     raise ModelError(f"role {role.name!r} cannot inherit the login role "
                                      f"{resolved.name!r}")
         self._check_cycles()
+        admins = {self.resolve_role(a).name for a, _ in self.admins}
         for name, allowed in self.authenticators.items():
             for target in allowed or ():
-                self._role_in(f"authenticator {name!r}", target)
+                role = self._role_in(f"authenticator {name!r}", target)
+                if role.name in admins:
+                    raise ModelError(f"authenticator {name!r} may not switch to {role.name!r}: "
+                                     "it administers other roles, so SQL inside a request "
+                                     "could grant them to anyone")
         self._validate_callers()
         for admin, target in self.admins:
             self._role_in("admin()", admin)
@@ -722,8 +737,8 @@ class Model:
                 except ValueError as exc:
                     raise ModelError(f"assign({rule.role!r}): value for {name!r} {exc}"
                                      ) from None
-        for name, allowed in self.authenticators.items():
-            reachable = {self.resolve_role(r).name for r in allowed or self.group_roles}
+        for name in self.authenticators:
+            reachable = {r.name for r in self.switchable(name)}
             for role, where in given.items():
                 if role not in reachable:
                     raise ModelError(f"role {role!r} is given to callers by {where}() but "

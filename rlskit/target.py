@@ -9,6 +9,7 @@ from __future__ import annotations
 from pglast.stream import maybe_double_quote_name as quote
 
 from . import objects as o
+from .access.store import FUNCTIONS, RUNTIME_FUNCTIONS
 from .errors import ModelError
 from .keystore import KEY_STATUS, VERIFIER
 from .model import ROW_COMMANDS, Model, Table, row_commands
@@ -39,6 +40,8 @@ def target_objects(model: Model, pg_version: int) -> list[o.DbObject]:
     out += _schema_usage(model)
     if model.sealed:
         out += _seal_grants(model)
+    if model.products:
+        out += _store_grants(model)
     for table in model.tables.values():
         out += [o.TableGrant(table.schema, table.name, model.role_name(role), privs)
                 for role, privs in table.grants.items()]
@@ -69,6 +72,15 @@ def _helpers(model: Model) -> list[o.HelperFunction]:
     return helpers
 
 
+def _store_grants(model: Model) -> list[o.FunctionGrant]:
+    """The grants store's functions for the model's roles only (logins reach them through
+    their memberships); the runtime's lookup for the authenticators too."""
+    schema, groups = model.helpers_schema, [model.role_name(r) for r in model.group_roles]
+    logins = [model.role_name(name) for name in model.authenticators]
+    return [o.FunctionGrant(schema, function, role) for function in FUNCTIONS
+            for role in (groups + logins if function in RUNTIME_FUNCTIONS else groups)]
+
+
 def _seal_grants(model: Model) -> list[o.FunctionGrant]:
     """The verifier for every group role (their policies call it through the helpers), the
     key status for the authenticators (their start-up check asks it)."""
@@ -93,10 +105,8 @@ def _memberships(model: Model) -> list[o.Membership]:
     for role in model.roles.values():
         for parent in role.inherits:
             add(model.resolve_role(parent).name, role.name, inherit=True)
-    for name, allowed in model.authenticators.items():
-        targets = model.group_roles if allowed is None else [model.resolve_role(r)
-                                                             for r in allowed]
-        for t in targets:
+    for name in model.authenticators:
+        for t in model.switchable(name):
             add(t.name, name, set=True)
     for admin, target in model.admins:
         add(model.resolve_role(target).name, model.resolve_role(admin).name, admin=True)

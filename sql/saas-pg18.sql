@@ -200,7 +200,7 @@ GRANT USAGE
   ON SCHEMA rlskit
   TO app_authenticator;
 
--- Who may run the seal's functions
+-- Who may run rlskit's functions (never PUBLIC)
 GRANT EXECUTE
   ON FUNCTION rlskit.sealed_setting
   TO read_only;

@@ -199,6 +199,18 @@ BEGIN ATOMIC
        , g.granted_at
        , g.reason
   FROM rlskit.access_grant AS g
+  WHERE EXISTS (SELECT
+                FROM pg_catalog.pg_roles AS s
+                WHERE s.rolname = SESSION_USER
+                  AND s.rolsuper)
+     OR EXISTS (SELECT
+                FROM pg_catalog.pg_auth_members AS m
+                     INNER JOIN pg_catalog.pg_roles AS r ON r.oid = m.roleid
+                WHERE r.rolname = g.role
+                  AND m.admin_option
+                  AND pg_catalog.pg_has_role(SESSION_USER
+                                           , m.member
+                                           , 'USAGE'))
   ORDER BY 1
          , 2
          , 3
@@ -217,9 +229,18 @@ BEGIN ATOMIC
        , l.value
        , l.reason
   FROM rlskit.access_log AS l
-  WHERE pg_catalog.pg_has_role(SESSION_USER
-                             , l.role
-                             , 'MEMBER WITH ADMIN OPTION')
+  WHERE EXISTS (SELECT
+                FROM pg_catalog.pg_roles AS s
+                WHERE s.rolname = SESSION_USER
+                  AND s.rolsuper)
+     OR EXISTS (SELECT
+                FROM pg_catalog.pg_auth_members AS m
+                     INNER JOIN pg_catalog.pg_roles AS r ON r.oid = m.roleid
+                WHERE r.rolname = l.role
+                  AND m.admin_option
+                  AND pg_catalog.pg_has_role(SESSION_USER
+                                           , m.member
+                                           , 'USAGE'))
   ORDER BY l.id;
 END;
 CREATE OR REPLACE FUNCTION rlskit.grant_access(target name
@@ -235,7 +256,12 @@ BEGIN
   IF pg_catalog.to_regrole(pg_catalog.quote_ident(target)) IS NULL THEN
     RAISE EXCEPTION 'role % does not exist', target USING ERRCODE = 'undefined_object';
   END IF;
-  IF NOT pg_catalog.pg_has_role(session_user, target, 'MEMBER WITH ADMIN OPTION') THEN
+  IF NOT (EXISTS (SELECT FROM pg_catalog.pg_roles s
+                WHERE s.rolname = session_user AND s.rolsuper)
+        OR EXISTS (SELECT FROM pg_catalog.pg_auth_members m
+                   JOIN pg_catalog.pg_roles r ON r.oid = m.roleid
+                   WHERE r.rolname = target AND m.admin_option
+                     AND pg_catalog.pg_has_role(session_user, m.member, 'USAGE'))) THEN
     RAISE EXCEPTION '% may not grant %: that takes ADMIN on the role (its product''s '
       'owner role has it)', session_user, target USING ERRCODE = 'insufficient_privilege';
   END IF;
@@ -283,7 +309,12 @@ BEGIN
   IF pg_catalog.to_regrole(pg_catalog.quote_ident(target)) IS NULL THEN
     RAISE EXCEPTION 'role % does not exist', target USING ERRCODE = 'undefined_object';
   END IF;
-  IF NOT pg_catalog.pg_has_role(session_user, target, 'MEMBER WITH ADMIN OPTION') THEN
+  IF NOT (EXISTS (SELECT FROM pg_catalog.pg_roles s
+                WHERE s.rolname = session_user AND s.rolsuper)
+        OR EXISTS (SELECT FROM pg_catalog.pg_auth_members m
+                   JOIN pg_catalog.pg_roles r ON r.oid = m.roleid
+                   WHERE r.rolname = target AND m.admin_option
+                     AND pg_catalog.pg_has_role(session_user, m.member, 'USAGE'))) THEN
     RAISE EXCEPTION '% may not revoke %: that takes ADMIN on the role (its product''s '
       'owner role has it)', session_user, target USING ERRCODE = 'insufficient_privilege';
   END IF;
@@ -320,6 +351,24 @@ BEGIN
   END IF;
   RETURN true;
 END$$;
+REVOKE ALL PRIVILEGES
+  ON FUNCTION rlskit.access_history ()
+  FROM PUBLIC;
+REVOKE ALL PRIVILEGES
+  ON FUNCTION rlskit.access_grants ()
+  FROM PUBLIC;
+REVOKE ALL PRIVILEGES
+  ON FUNCTION rlskit.revoke_access (target name, kind text, subject text, value text, reason text)
+  FROM PUBLIC;
+REVOKE ALL PRIVILEGES
+  ON FUNCTION rlskit.grant_access (target name, kind text, subject text, value text, reason text)
+  FROM PUBLIC;
+REVOKE ALL PRIVILEGES
+  ON FUNCTION rlskit.holds (target name)
+  FROM PUBLIC;
+REVOKE ALL PRIVILEGES
+  ON FUNCTION rlskit.roles_held ()
+  FROM PUBLIC;
 
 -- Roles (cluster-wide: created only when missing)
 DO $$
@@ -359,7 +408,6 @@ $$;
 -- Role hierarchy and authenticator memberships
 GRANT dev_sales_analytics_analyst TO dev_analytics_gateway;
 GRANT dev_sales_analytics_engineer TO dev_analytics_gateway;
-GRANT dev_sales_analytics_owner TO dev_analytics_gateway;
 GRANT dev_sales_analytics_analyst TO dev_sales_analytics_owner WITH ADMIN OPTION;
 GRANT dev_sales_analytics_engineer TO dev_sales_analytics_owner WITH ADMIN OPTION;
 
@@ -386,7 +434,7 @@ GRANT USAGE
   ON SCHEMA rlskit
   TO dev_analytics_gateway;
 
--- Who may run the seal's functions
+-- Who may run rlskit's functions (never PUBLIC)
 GRANT EXECUTE
   ON FUNCTION rlskit.sealed_setting
   TO dev_sales_analytics_analyst;
@@ -398,6 +446,66 @@ GRANT EXECUTE
   TO dev_sales_analytics_owner;
 GRANT EXECUTE
   ON FUNCTION rlskit.context_key_status
+  TO dev_analytics_gateway;
+GRANT EXECUTE
+  ON FUNCTION rlskit.access_history
+  TO dev_sales_analytics_analyst;
+GRANT EXECUTE
+  ON FUNCTION rlskit.access_history
+  TO dev_sales_analytics_engineer;
+GRANT EXECUTE
+  ON FUNCTION rlskit.access_history
+  TO dev_sales_analytics_owner;
+GRANT EXECUTE
+  ON FUNCTION rlskit.access_grants
+  TO dev_sales_analytics_analyst;
+GRANT EXECUTE
+  ON FUNCTION rlskit.access_grants
+  TO dev_sales_analytics_engineer;
+GRANT EXECUTE
+  ON FUNCTION rlskit.access_grants
+  TO dev_sales_analytics_owner;
+GRANT EXECUTE
+  ON FUNCTION rlskit.revoke_access
+  TO dev_sales_analytics_analyst;
+GRANT EXECUTE
+  ON FUNCTION rlskit.revoke_access
+  TO dev_sales_analytics_engineer;
+GRANT EXECUTE
+  ON FUNCTION rlskit.revoke_access
+  TO dev_sales_analytics_owner;
+GRANT EXECUTE
+  ON FUNCTION rlskit.grant_access
+  TO dev_sales_analytics_analyst;
+GRANT EXECUTE
+  ON FUNCTION rlskit.grant_access
+  TO dev_sales_analytics_engineer;
+GRANT EXECUTE
+  ON FUNCTION rlskit.grant_access
+  TO dev_sales_analytics_owner;
+GRANT EXECUTE
+  ON FUNCTION rlskit.holds
+  TO dev_sales_analytics_analyst;
+GRANT EXECUTE
+  ON FUNCTION rlskit.holds
+  TO dev_sales_analytics_engineer;
+GRANT EXECUTE
+  ON FUNCTION rlskit.holds
+  TO dev_sales_analytics_owner;
+GRANT EXECUTE
+  ON FUNCTION rlskit.holds
+  TO dev_analytics_gateway;
+GRANT EXECUTE
+  ON FUNCTION rlskit.roles_held
+  TO dev_sales_analytics_analyst;
+GRANT EXECUTE
+  ON FUNCTION rlskit.roles_held
+  TO dev_sales_analytics_engineer;
+GRANT EXECUTE
+  ON FUNCTION rlskit.roles_held
+  TO dev_sales_analytics_owner;
+GRANT EXECUTE
+  ON FUNCTION rlskit.roles_held
   TO dev_analytics_gateway;
 
 -- Table and view privileges

@@ -54,7 +54,7 @@ def test_the_owner_grants_a_user_who_then_reads_and_nobody_else_does(dev):
         read_as(dev, {"sub": "u-bea"})
     message = str(refused.value)
     assert f"does not hold {dev.role('analyst')}" in message
-    assert "It is granted to: user 'u-ann'." in message
+    assert "u-ann" not in message  # who holds what is for the role's administrators
     assert f"Its owner role {dev.role('owner')} is held by: login '{dev.person('bob')}'" \
         in message
     assert forced(dev, user_id="u-bea") == []  # no grant, no rows
@@ -322,7 +322,6 @@ def test_connect_is_your_own_login_checked_first_and_explains_a_refusal(dev):
         rlskit.connect(ANALYST, url=dev.db.cluster.url(dev.db.name, user=dev.person("dave")),
                        model=dev.model)
     assert f"login '{dev.person('dave')}' does not hold" in str(refused.value)
-    assert "It is granted to: nobody yet." in str(refused.value)
     gateway_url = dev.db.cluster.url(dev.db.name, user=dev.model.role_name("analytics_gateway"))
     with pytest.raises(AccessError, match="unknown product role 'sales_analytics_auditor'"):
         rlskit.connect("sales_analytics_auditor", url=gateway_url, model=dev.model)

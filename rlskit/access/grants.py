@@ -134,8 +134,14 @@ def _change(conn: psycopg.Connection, model: Model, function: str, role: str,
                 sql.SQL("SELECT {}(%s, %s, %s, %s, %s)").format(
                     Ident(model.helpers_schema, function)),
                 [role, who.kind, who.subject, who.value, reason]).fetchone()
-    except (errors.InsufficientPrivilege, errors.UndefinedObject,
-            errors.InvalidParameterValue) as exc:
+    except errors.InsufficientPrivilege as exc:
+        message = exc.diag.message_primary or str(exc)
+        if message.startswith("permission denied for function"):  # holds no model role
+            verb = function.partition("_")[0]
+            message = (f"{conn.info.user} may not {verb} {role}: that takes ADMIN on the role "
+                       "(its product's owner role has it)")
+        raise AccessError(message) from None
+    except (errors.UndefinedObject, errors.InvalidParameterValue) as exc:
         raise AccessError(exc.diag.message_primary or str(exc)) from None
     except (errors.UndefinedFunction, errors.InvalidSchemaName):
         raise AccessError(_NO_STORE) from None
@@ -171,6 +177,9 @@ def read_store(conn: psycopg.Connection, model: Model, function: str) -> list[tu
                 Ident(model.helpers_schema, function))).fetchall()
     except (errors.UndefinedFunction, errors.InvalidSchemaName):
         raise AccessError(_NO_STORE) from None
+    except errors.InsufficientPrivilege:
+        raise AccessError(f"{conn.info.user!r} may not read the grants store: it holds none "
+                          "of the model's roles") from None
 
 
 def list_grants(conn: psycopg.Connection, model: Model, product: str | None = None

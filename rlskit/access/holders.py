@@ -27,7 +27,7 @@ from ..context import RequestContext, claim_values, context_settings, for_role
 from ..errors import ConfigError
 from ..model import Model, Role
 from ..seal import seal_setting
-from .grants import PRODUCT_KINDS, AccessError, list_grants, read_store
+from .grants import PRODUCT_KINDS, AccessError, read_store
 
 __all__ = ["check", "connect", "context_for", "explain", "product_roles", "roles_held"]
 
@@ -35,7 +35,8 @@ _NATIVE_MEMBERS = """
 SELECT m.rolname FROM pg_catalog.pg_auth_members a
 JOIN pg_catalog.pg_roles r ON r.oid = a.roleid
 JOIN pg_catalog.pg_roles m ON m.oid = a.member
-WHERE r.rolname = %s AND m.rolcanlogin ORDER BY 1"""
+WHERE r.rolname = %s AND m.rolcanlogin AND pg_catalog.pg_has_role(m.oid, r.oid, 'USAGE')
+ORDER BY 1"""
 
 
 def product_roles(model: Model) -> dict[str, tuple[str, str, Role]]:
@@ -76,20 +77,15 @@ def _caller(model: Model, values: Mapping[str, Any]) -> str:
 
 
 def explain(conn: psycopg.Connection, model: Model, role: str, caller: str) -> str:
-    """Why `caller` (described) does not hold `role`, and who can change that."""
+    """Why `caller` (described) does not hold `role`, and who can change that: the logins
+    holding the product's owner role (the grants themselves are for administrators)."""
     target = _target(model, role)
     product, kind, _ = product_roles(model)[target]
-    grants = list_grants(conn, model, product)
     owner = model.role_name(model.products[product].owner)
-    given = [str(g.grantee) for g in grants if g.role == target]
-    owners = [str(g.grantee) for g in grants if g.role == owner]
-    owners += [f"login {m!r}" for (m,) in conn.execute(_NATIVE_MEMBERS, [owner])
-               if f"user {m!r}" not in owners]
-    lines = [f"{caller} does not hold {target} ({kind} of data product {product!r}).",
-             "It is granted to: " + ("; ".join(given) or "nobody yet") + ".",
-             f"Its owner role {owner} is held by: " + ("; ".join(owners) or "nobody yet")
-             + f"; ask them for it (rlskit access grant {product} {kind} --user …)."]
-    return " ".join(lines)
+    owners = [f"login {m!r}" for (m,) in conn.execute(_NATIVE_MEMBERS, [owner])]
+    return (f"{caller} does not hold {target} ({kind} of data product {product!r}). Its "
+            f"owner role {owner} is held by: {'; '.join(owners) or 'nobody yet'}; ask them "
+            f"for it (rlskit access grant {product} {kind} --user …).")
 
 
 def context_for(conn: psycopg.Connection, model: Model, claims: Mapping[str, Any], *,
@@ -139,6 +135,9 @@ def connect(role: str, *, url: str | None = None, model: Model | None = None,
     default to the project's ``[tool.rlskit]``. The product tables' policy still checks
     the membership on every statement, so a revoke takes effect at once.
     """
+    if "token" in kwargs:
+        raise TypeError("rlskit.connect() takes no token: a person connects as their own "
+                        "login (grant it the role), never through the authenticator")
     if model is None or url is None:
         config = load_config()
         model = model or load_model(config.model, config.root)

@@ -15,11 +15,12 @@ the only way to read and write them:
   exist, the session user must hold it WITH ADMIN (the product owner does), an attribute
   must be one of the model's context helpers. A grant to a user who is a database login
   is mirrored as a real ``GRANT role TO login``, so ``psql`` works too.
-- ``access_grants()`` (everyone, like ``pg_auth_members``) and ``access_history()`` (the
-  log of the roles the session user administers).
+- ``access_grants()`` and ``access_history()``: the grants and the log of the roles the
+  session user administers.
 
-Nothing here names a role, so one revision serves every environment's role prefix. The
-schema is usable by everyone (logins call these functions; the tables stay private).
+Nothing here names a role, so one revision serves every environment's role prefix; no
+function is executable by PUBLIC (who may run which is `objects.FunctionGrant`s: the
+model's roles, so logins reach them through their memberships). The tables stay private.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ from ..objects import MARKER
 from ..render import Ident
 from ..sqltext import SEALED_READER
 
-__all__ = ["FUNCTIONS", "GRANT_KINDS", "SEALED_SUFFIX", "STORE_COMMENT", "create_store",
-           "drop_store"]
+__all__ = ["FUNCTIONS", "GRANT_KINDS", "RUNTIME_FUNCTIONS", "SEALED_SUFFIX", "STORE_COMMENT",
+           "create_store", "drop_store"]
 
 GRANT_KINDS = ("user", "group", "attribute")
 STORE_COMMENT = "managed by rlskit: access grants, settings prefix "
@@ -44,7 +45,17 @@ FUNCTIONS = {  # name -> identity arguments, as pg_get_function_identity_argumen
     "holds": "target name",
     "roles_held": "",
 }
+RUNTIME_FUNCTIONS = ("holds", "roles_held")  # what policies and the runtime call
 _DEFINER = "SECURITY DEFINER SET search_path = pg_catalog, pg_temp"
+# Who may grant `role`, as PostgreSQL's own GRANT decides or narrower: a superuser session,
+# or one that has the privileges (an INHERIT chain, not a SET-only membership: that is what
+# the authenticator has) of a role holding `role` WITH ADMIN OPTION.
+_ADMINISTERS = """(EXISTS (SELECT FROM pg_catalog.pg_roles s
+                WHERE s.rolname = session_user AND s.rolsuper)
+        OR EXISTS (SELECT FROM pg_catalog.pg_auth_members m
+                   JOIN pg_catalog.pg_roles r ON r.oid = m.roleid
+                   WHERE r.rolname = {role} AND m.admin_option
+                     AND pg_catalog.pg_has_role(session_user, m.member, 'USAGE')))"""
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS {grants} (
@@ -98,7 +109,7 @@ RETURNS TABLE (role name, kind text, subject text, value text, granted_by name,
 LANGUAGE sql STABLE {definer}
 BEGIN ATOMIC
   SELECT g.role, g.kind, g.subject, g.value, g.granted_by, g.granted_at, g.reason
-  FROM {grants} g ORDER BY 1, 2, 3, 4;
+  FROM {grants} g WHERE {administers_granted} ORDER BY 1, 2, 3, 4;
 END"""
 
 _ACCESS_HISTORY = """
@@ -109,7 +120,7 @@ LANGUAGE sql STABLE {definer}
 BEGIN ATOMIC
   SELECT l.at, l.actor, l.action, l.role, l.kind, l.subject, l.value, l.reason
   FROM {log} l
-  WHERE pg_catalog.pg_has_role(session_user, l.role, 'MEMBER WITH ADMIN OPTION')
+  WHERE {administers_logged}
   ORDER BY l.id;
 END"""
 
@@ -125,7 +136,7 @@ BEGIN
   IF pg_catalog.to_regrole(pg_catalog.quote_ident(target)) IS NULL THEN
     RAISE EXCEPTION 'role % does not exist', target USING ERRCODE = 'undefined_object';
   END IF;
-  IF NOT pg_catalog.pg_has_role(session_user, target, 'MEMBER WITH ADMIN OPTION') THEN
+  IF NOT {administers_target} THEN
     RAISE EXCEPTION '% may not {verb} %: that takes ADMIN on the role (its product''s '
       'owner role has it)', session_user, target USING ERRCODE = 'insufficient_privilege';
   END IF;
@@ -214,6 +225,9 @@ def create_store(schema: str, settings_prefix: str, sealed: bool = False
         "comment": sql.Literal(STORE_COMMENT + settings_prefix
                                + (SEALED_SUFFIX if sealed else "")),
         "schema_name": sql.Literal(schema), "marker": sql.Literal(MARKER),
+        "administers_target": sql.SQL(_ADMINISTERS.replace("{role}", "target")),
+        "administers_logged": sql.SQL(_ADMINISTERS.replace("{role}", "l.role")),
+        "administers_granted": sql.SQL(_ADMINISTERS.replace("{role}", "g.role")),
     }
     out: list[sql.Composable] = [sql.SQL(s).format(**names)
                                  for s in _TABLES.split(";") if s.strip()]
@@ -227,6 +241,8 @@ def create_store(schema: str, settings_prefix: str, sealed: bool = False
         text = sql.SQL(body.replace("{verb}", verb)).format(**names).as_string()
         out.append(sql.SQL(_CHANGE_ACCESS).format(name=sql.Identifier(name),
                                                   body=sql.SQL(_dollar(text)), **names))
+    out += [sql.SQL("REVOKE ALL ON FUNCTION {}({}) FROM PUBLIC").format(
+        Ident(schema, name), sql.SQL(args)) for name, args in FUNCTIONS.items()]
     return out
 
 

@@ -1,0 +1,97 @@
+"""Privilege holes of the grants store and the authenticator, each attacked on a real
+server: who may grant is PostgreSQL's rule or narrower, the authenticator cannot become a
+role that administers others, the store's functions are not PUBLIC's."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from psycopg import errors, sql
+
+from rlskit import access
+from rlskit.access.grants import AccessError
+from rlskit.errors import ModelError
+from rlskit.examples.sales import build_model
+
+
+def log_size(env) -> int:
+    with env.db.connect() as conn:
+        return conn.execute("SELECT count(*) FROM rlskit.access_log").fetchone()[0]
+
+
+def test_the_authenticator_cannot_grant_through_the_store(dev):
+    with dev.gateway() as conn, pytest.raises(AccessError, match="may not grant"):
+        access.grant(conn, dev.model, "sales_analytics", "analyst",
+                     access.grantee(dev.model, user="u-mallory"), "from inside a request")
+    assert log_size(dev) == 0
+
+
+def test_a_membership_without_inherit_cannot_grant_through_the_store(dev):
+    eve = dev.person("eve")
+    with dev.db.connect(autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN NOINHERIT").format(sql.Identifier(eve)))
+        options = " WITH INHERIT FALSE, SET FALSE" if dev.db.version >= 16 else ""
+        admin.execute(sql.SQL("GRANT {} TO {}" + options).format(
+            sql.Identifier(dev.role("owner")), sql.Identifier(eve)))
+    with dev.db.connect(user=eve) as conn, pytest.raises(AccessError, match="may not grant"):
+        access.grant(conn, dev.model, "sales_analytics", "analyst",
+                     access.grantee(dev.model, user="u-eve"), "no inherited admin")
+    assert log_size(dev) == 0
+    if dev.db.version >= 16:  # and PostgreSQL's own GRANT agrees
+        with dev.db.connect(user=eve, autocommit=True) as conn, \
+                pytest.raises(psycopg.DatabaseError, match="grantor|permission denied"):
+            conn.execute(sql.SQL("GRANT {} TO {}").format(
+                sql.Identifier(dev.role("analyst")), sql.Identifier(eve)))
+    assert dev.give("analyst", user="u-ann")  # bob, who inherits the owner role, still may
+
+
+def test_the_authenticator_cannot_become_the_owner_and_grant_natively(dev):
+    with dev.gateway() as conn:
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(dev.role("owner"))))
+        conn.rollback()
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute(sql.SQL("GRANT {} TO {}").format(
+                sql.Identifier(dev.role("analyst")), sql.Identifier(dev.person("dave"))))
+
+
+def test_a_model_may_not_let_the_authenticator_switch_to_an_administering_role():
+    model = build_model("x_")
+    owner = model.products["sales_analytics"].owner
+    model.authenticator("backdoor", roles=[owner])
+    with pytest.raises(ModelError, match="may not switch to 'sales_analytics_owner'"):
+        model.validate()
+
+
+def test_the_store_is_not_public(dev):
+    dev.give("analyst", user="u-ann", reason="secret project")
+    with dev.db.connect() as admin:
+        public = admin.execute(
+            "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = 'rlskit' AND p.prosecdef AND (p.proacl IS NULL OR EXISTS ("
+            "SELECT FROM aclexplode(p.proacl) a WHERE a.grantee = 0 "
+            "AND a.privilege_type = 'EXECUTE')) "
+            "ORDER BY 1").fetchall()
+        assert public == []  # no SECURITY DEFINER function is executable by PUBLIC
+    with dev.db.connect(user=dev.person("dave")) as conn:  # a login with no model role
+        for call in ("SELECT * FROM rlskit.access_grants()",
+                     "SELECT * FROM rlskit.access_history()",
+                     "SELECT rlskit.holds(current_user)"):
+            with pytest.raises(errors.InsufficientPrivilege), conn.transaction():
+                conn.execute(call)
+    dev.grant("bob", "analyst", "carol")  # an analyst login: reads no grants, no reasons
+    with dev.db.connect(user=dev.person("carol")) as conn:
+        assert conn.execute("SELECT * FROM rlskit.access_grants()").fetchall() == []
+        assert conn.execute("SELECT * FROM rlskit.access_history()").fetchall() == []
+    with dev.db.connect(user=dev.person("bob")) as conn:  # the owner sees the product's
+        reasons = [r[-1] for r in conn.execute("SELECT * FROM rlskit.access_grants()")]
+        assert "secret project" in reasons
+
+
+def test_a_person_never_gets_the_authenticators_session(dev):
+    with pytest.raises(TypeError):
+        access.connect("sales_analytics_analyst", token="t", model=dev.model)  # type: ignore
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), \
+            dev.db.connect(user=dev.person("dave")) as conn:
+        conn.execute(sql.SQL("SET ROLE {}").format(
+            sql.Identifier(dev.model.role_name("analytics_gateway"))))
