@@ -8,8 +8,9 @@ PgBouncer in transaction mode — holding nothing of the caller.
 
 ``ConnectionPool(url, **pool_options(model))`` (``AsyncConnectionPool(url,
 **async_pool_options(model))``) checks every new connection with
-`rlskit.runtime.check_connection`, and resets every returned one, discarding it if it still
-holds a role or one of the model's settings afterwards (a role or database default).
+`rlskit.runtime.check_connection`, and resets every returned one with ``DISCARD ALL`` (role,
+settings, temporary tables, LISTEN, prepared statements), discarding it if it still holds a
+role or one of the model's settings afterwards (a role or database default).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from .runtime import (
 )
 from .seal import ContextKey
 
-__all__ = ["apply", "apply_async", "async_pool_options", "pool_options", "transaction"]
+__all__ = ["apply", "apply_async", "async_pool_options", "pool_options", "reset", "reset_async",
+           "transaction"]
 
 
 def apply(conn: psycopg.Connection, ctx: RequestContext, key: ContextKey | None = None
@@ -159,41 +161,56 @@ def _ended(conn: psycopg.Connection | psycopg.AsyncConnection) -> bool:
 def _refuse(found: list[str]) -> None:
     if found:
         raise UnsafeConnectionError(
-            f"connection still holds {', '.join(found)} after RESET ROLE and RESET ALL "
-            "(a role or database default, e.g. ALTER ROLE ... SET); discarded")
+            f"connection still holds {', '.join(found)} after DISCARD ALL (a role or "
+            "database default, e.g. ALTER ROLE ... SET); discarded")
+
+
+def reset(conn: psycopg.Connection, model: Model) -> None:
+    """Give an idle connection back its fresh state (``DISCARD ALL``: role, settings,
+    temporary tables, LISTEN, prepared statements and advisory locks), or raise
+    `UnsafeConnectionError` if a role or a model setting survives it."""
+    query, settings = leftovers_query(model)
+    autocommit = conn.autocommit
+    conn.autocommit = True  # DISCARD ALL cannot run in a transaction block
+    try:
+        conn.execute("DISCARD ALL")
+        wire.forget(conn)
+        row = conn.execute(query, settings).fetchone()
+    finally:
+        conn.autocommit = autocommit
+    _refuse(leftovers(row, settings))
+
+
+async def reset_async(conn: psycopg.AsyncConnection, model: Model) -> None:
+    """`reset` for an asyncio connection."""
+    query, settings = leftovers_query(model)
+    autocommit = conn.autocommit
+    await conn.set_autocommit(True)
+    try:
+        await conn.execute("DISCARD ALL")
+        wire.forget(conn)
+        row = await (await conn.execute(query, settings)).fetchone()
+    finally:
+        await conn.set_autocommit(autocommit)
+    _refuse(leftovers(row, settings))
 
 
 def pool_options(model: Model) -> dict[str, Any]:
     """``configure`` and ``reset`` callbacks for `psycopg_pool.ConnectionPool`."""
-    query, settings = leftovers_query(model)
 
     def configure(conn: psycopg.Connection) -> None:
         check_connection(conn, model)
 
-    def reset(conn: psycopg.Connection) -> None:
-        with conn.pipeline():
-            conn.execute("RESET ROLE")
-            conn.execute("RESET ALL")
-            cursor = conn.execute(query, settings)
-            conn.commit()
-        _refuse(leftovers(cursor.fetchone(), settings))
-
-    return {"configure": configure, "reset": reset}
+    return {"configure": configure, "reset": lambda conn: reset(conn, model)}
 
 
 def async_pool_options(model: Model) -> dict[str, Any]:
     """``configure`` and ``reset`` callbacks for `psycopg_pool.AsyncConnectionPool`."""
-    query, settings = leftovers_query(model)
 
     async def configure(conn: psycopg.AsyncConnection) -> None:
         await check_connection_async(conn, model)
 
-    async def reset(conn: psycopg.AsyncConnection) -> None:
-        async with conn.pipeline():
-            await conn.execute("RESET ROLE")
-            await conn.execute("RESET ALL")
-            cursor = await conn.execute(query, settings)
-            await conn.commit()
-        _refuse(leftovers(await cursor.fetchone(), settings))
+    async def reset_pooled(conn: psycopg.AsyncConnection) -> None:
+        await reset_async(conn, model)
 
-    return {"configure": configure, "reset": reset}
+    return {"configure": configure, "reset": reset_pooled}

@@ -7,6 +7,9 @@
   A transaction begun with no current context raises `ContextError` (``require=False``:
   it runs as the connection role, which sees nothing).
 - ``connect``: every new connection passes `rlskit.runtime.check_connection` first.
+- ``reset``: a connection returned to the pool gets ``DISCARD ALL`` (role, settings,
+  temporary tables, LISTEN); one that still holds a role or a model setting after it is
+  invalidated, never served again.
 
 Only the psycopg driver (``postgresql+psycopg://``) is supported.
 """
@@ -20,13 +23,14 @@ from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy import URL, Engine, event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
 from sqlalchemy.util import await_only
 
 from .context import current
-from .errors import ConfigError, ContextError
+from .errors import ConfigError, ContextError, UnsafeConnectionError
 from .model import Model
-from .psycopg import apply, apply_async
+from .psycopg import apply, apply_async, reset_async
+from .psycopg import reset as reset_connection
 from .runtime import check_connection, check_connection_async
 
 __all__ = ["install", "sqlalchemy_url"]
@@ -60,7 +64,22 @@ def install(engine: Engine | AsyncEngine, model: Model, *, require: bool = True,
         else:
             check_connection(driver, model)
 
+    def reset(_dbapi: Any, record: ConnectionPoolEntry, state: PoolResetState) -> None:
+        if state.terminate_only:  # being discarded anyway
+            return
+        driver = record.driver_connection
+        try:
+            if isinstance(driver, psycopg.AsyncConnection):
+                await_only(driver.rollback())
+                await_only(reset_async(driver, model))
+            else:
+                driver.rollback()
+                reset_connection(driver, model)
+        except UnsafeConnectionError as exc:
+            record.invalidate(exc)
+
     event.listen(sync_engine, "begin", begin)
+    event.listen(sync_engine.pool, "reset", reset)
     if check:
         event.listen(sync_engine, "connect", connect)
 

@@ -31,7 +31,7 @@ from psycopg.waiting import Wait
 from .context import RequestContext
 from .seal import ContextKey, session_settings
 
-__all__ = ["begin", "begin_async", "context_statement", "exchange"]
+__all__ = ["begin", "begin_async", "context_statement", "exchange", "forget"]
 
 _LOST = b"26000"  # invalid_sql_statement_name: the prepared statement is gone
 _prepared: weakref.WeakKeyDictionary[object, set[bytes]] = weakref.WeakKeyDictionary()
@@ -92,6 +92,11 @@ def exchange(conn: psycopg.Connection | psycopg.AsyncConnection, ctx: RequestCon
         if not (lost and known is not None and attempt == 1):
             raise errors.error_from_result(failed, encoding=encoding)
         known.discard(name)
+
+
+def forget(conn: psycopg.Connection | psycopg.AsyncConnection) -> None:
+    """Forget the statements prepared on `conn` (after ``DISCARD ALL``)."""
+    _prepared.pop(conn, None)
 
 
 def begin(conn: psycopg.Connection, ctx: RequestContext, key: ContextKey | None = None

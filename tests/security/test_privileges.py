@@ -10,6 +10,7 @@ from psycopg import errors, sql
 
 from rlskit import access
 from rlskit.access.grants import AccessError
+from rlskit.context import for_role
 from rlskit.errors import ModelError
 from rlskit.examples.sales import build_model
 
@@ -95,3 +96,61 @@ def test_a_person_never_gets_the_authenticators_session(dev):
             dev.db.connect(user=dev.person("dave")) as conn:
         conn.execute(sql.SQL("SET ROLE {}").format(
             sql.Identifier(dev.model.role_name("analytics_gateway"))))
+
+
+def test_the_psycopg_pool_leaves_nothing_of_a_request_for_the_next(example):
+    """A request that creates a temporary table, LISTENs and switches role at session
+    level: the next user of the pooled connection finds none of it, and the context
+    statement still works (prepared again after DISCARD ALL without a failed exchange)."""
+    from psycopg_pool import ConnectionPool
+
+    from rlskit.psycopg import pool_options, transaction
+
+    url = example.db.cluster.url(example.db.name, user=example.role("app_authenticator"))
+    a = for_role(example.model, "member", tenant_id=example.data.a.id,
+                 user_id=example.data.a.member)
+    b = for_role(example.model, "member", tenant_id=example.data.b.id,
+                 user_id=example.data.b.member)
+    with ConnectionPool(url, min_size=1, max_size=1, open=True,
+                        **pool_options(example.model)) as pool:
+        with pool.connection() as conn:
+            with transaction(conn, a):
+                conn.execute("SELECT count(*) FROM flow")
+            conn.execute("CREATE TEMP TABLE stash (secret text)")
+            conn.execute("LISTEN tenant_a")
+            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(example.role("member"))))
+            conn.commit()
+            first = conn
+        with pool.connection() as conn:
+            assert conn is first
+            assert conn.execute("SELECT to_regclass('pg_temp.stash')").fetchone() == (None,)
+            assert conn.execute("SELECT pg_listening_channels()").fetchall() == []
+            assert conn.execute("SELECT current_user").fetchone()[0] == \
+                example.role("app_authenticator")
+            conn.rollback()
+            with transaction(conn, b):
+                assert conn.execute("SELECT count(*) FROM flow").fetchone()[0] == \
+                    len(example.data.b.flows)
+
+
+def test_sqlalchemy_resets_a_connection_on_check_in(example):
+    from sqlalchemy import create_engine, text
+
+    from rlskit.context import as_context
+    from rlskit.sqlalchemy import install, sqlalchemy_url
+
+    url = example.db.cluster.url(example.db.name, user=example.role("app_authenticator"))
+    engine = create_engine(sqlalchemy_url(url), pool_size=1, max_overflow=0)
+    install(engine, example.model, require=False)
+    ctx = for_role(example.model, "member", tenant_id=example.data.a.id)
+    with as_context(ctx), engine.connect() as conn:
+        conn.exec_driver_sql("CREATE TEMP TABLE stash (x int)")
+        conn.commit()
+        conn.exec_driver_sql(f"SET ROLE {example.role('tenant_admin')}")  # session level
+        conn.commit()
+        first = conn.connection.driver_connection
+    with engine.connect() as conn:
+        assert conn.connection.driver_connection is first
+        assert conn.execute(text("SELECT current_user, to_regclass('pg_temp.stash')")
+                            ).one() == (example.role("app_authenticator"), None)
+    engine.dispose()
