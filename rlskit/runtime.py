@@ -1,9 +1,10 @@
 """What every integration checks: the start-up check and the reset check (the context
 statement itself is `rlskit.wire`'s).
 
-- `check_connection`: refuses a connection role that is superuser, has BYPASSRLS, or can
-  act as the owner of a protected table, and (sealed models) a context key the database
-  does not accept or a clock too far from the database's.
+- `check_connection`: refuses a server release without the row-level security fixes, a
+  connection role that is superuser, has BYPASSRLS or CREATEROLE, or can act as the owner
+  of a protected table, and (sealed models) a context key the database does not accept or
+  a clock too far from the database's.
 - `leftovers_query` / `leftovers`: what a pool reads from a connection after resetting it,
   and what it refuses (a role or a setting that survived the reset).
 """
@@ -19,6 +20,7 @@ from psycopg import sql
 from .errors import UnsafeConnectionError
 from .keystore import KEY_STATUS
 from .model import Model
+from .releases import upgrade_needed
 from .seal import current_key
 
 __all__ = [
@@ -54,6 +56,9 @@ UNION ALL
 SELECT 'bypassrls', r.rolname::text, NULL FROM pg_roles r
  WHERE r.rolbypassrls AND NOT r.rolsuper AND pg_has_role(session_user, r.oid, 'MEMBER')
 UNION ALL
+SELECT 'createrole', r.rolname::text, NULL FROM pg_roles r
+ WHERE r.rolcreaterole AND NOT r.rolsuper AND pg_has_role(session_user, r.oid, 'MEMBER')
+UNION ALL
 SELECT 'owner', pg_get_userbyid(c.relowner)::text, format('%%I.%%I', n.nspname, c.relname)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   JOIN unnest(%s::text[], %s::text[]) AS t(s, r) ON n.nspname = t.s AND c.relname = t.r
@@ -69,7 +74,8 @@ def _check_params(model: Model) -> list[list[str]]:
     return [[t.schema for t in protected], [t.name for t in protected]]
 
 
-def _verdict(rows: list[tuple[str, str, str | None]], model: Model) -> None:
+def _verdict(rows: list[tuple[str, str, str | None]], model: Model,
+             server_version: int) -> None:
     session = next(role for kind, role, _ in rows if kind == "session")
     authenticators = [model.role_name(name) for name in model.authenticators]
     use = (f"connect as the model's authenticator {authenticators[0]!r} instead"
@@ -82,12 +88,16 @@ def _verdict(rows: list[tuple[str, str, str | None]], model: Model) -> None:
 
     if ("superuser", session, None) in rows:  # nothing else matters
         rows = [("superuser", session, None)]
-    problems = []
+    old = upgrade_needed(server_version)
+    problems = [old] if old else []
     for kind, role, _ in rows:
         if kind == "superuser":
             problems.append(f"{who(role)} a superuser (superusers bypass row-level security)")
         elif kind == "bypassrls":
             problems.append(f"{who(role)} BYPASSRLS (fix: ALTER ROLE {role} NOBYPASSRLS)")
+        elif kind == "createrole":
+            problems.append(f"{who(role)} CREATEROLE (it could grant itself the tables' owner; "
+                            f"fix: ALTER ROLE {role} NOCREATEROLE)")
     owners: dict[str, list[str]] = {}
     for kind, role, table in rows:
         if kind == "owner" and table is not None:
@@ -141,7 +151,8 @@ def check_connection(conn: psycopg.Connection, model: Model) -> None:
     idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     try:
         with conn.cursor() as cur:
-            _verdict(cur.execute(_CHECK, _check_params(model)).fetchall(), model)
+            _verdict(cur.execute(_CHECK, _check_params(model)).fetchall(), model,
+                     conn.info.server_version)
             if model.sealed:
                 _key_verdict(*cur.execute(*_key_query(model)).fetchone(), model)
     except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedFunction):
@@ -157,7 +168,7 @@ async def check_connection_async(conn: psycopg.AsyncConnection, model: Model) ->
     try:
         async with conn.cursor() as cur:
             await cur.execute(_CHECK, _check_params(model))
-            _verdict(await cur.fetchall(), model)
+            _verdict(await cur.fetchall(), model, conn.info.server_version)
             if model.sealed:
                 await cur.execute(*_key_query(model))
                 _key_verdict(*await cur.fetchone(), model)

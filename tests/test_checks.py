@@ -3,6 +3,7 @@ finding (rule, object, fix), the repaired state gives none."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import pytest
@@ -10,7 +11,15 @@ from conftest import Example
 from psycopg import sql
 
 from rlskit import Claim
-from rlskit.checks import RULES, Finding, check_database, check_model, has_errors
+from rlskit.checks import (
+    RULES,
+    Finding,
+    check_database,
+    check_facts,
+    check_model,
+    has_errors,
+)
+from rlskit.checks.live import read_facts
 from rlskit.errors import ModelError
 from rlskit.examples.saas import build_model
 from rlskit.model import Model
@@ -121,6 +130,26 @@ CASES = [
          "CREATE OR REPLACE FUNCTION rlskit.department() RETURNS text LANGUAGE sql STABLE "
          "RETURN NULLIF(rlskit.sealed_setting(CURRENT_USER, 'app.department'), '');",
          "rlskit.department()", "drop sealed=False from model.context(...)"),
+    Case("RLS020", "ALTER ROLE {app_authenticator} CREATEROLE;",
+         "CREATE ROLE {prefix}platform CREATEROLE;",
+         "{app_authenticator}", "ALTER ROLE {app_authenticator} NOCREATEROLE"),
+    Case("RLS021",
+         "CREATE FUNCTION peek() RETURNS int LANGUAGE sql SECURITY DEFINER "
+         "SET search_path = pg_catalog, pg_temp RETURN 1;",
+         "CREATE FUNCTION peek() RETURNS int LANGUAGE sql SECURITY DEFINER "
+         "SET search_path = pg_catalog, pg_temp RETURN 1; "
+         "REVOKE EXECUTE ON FUNCTION peek() FROM PUBLIC;",
+         "public.peek()", "REVOKE EXECUTE ON FUNCTION public.peek() FROM PUBLIC"),
+    Case("RLS022",
+         "CREATE SCHEMA {prefix}scratch; GRANT CREATE ON SCHEMA {prefix}scratch TO PUBLIC; "
+         "CREATE FUNCTION peek() RETURNS int LANGUAGE sql SECURITY DEFINER "
+         "SET search_path = {prefix}scratch, pg_catalog, pg_temp RETURN 1; "
+         "REVOKE EXECUTE ON FUNCTION peek() FROM PUBLIC;",
+         "CREATE SCHEMA {prefix}scratch; "
+         "CREATE FUNCTION peek() RETURNS int LANGUAGE sql SECURITY DEFINER "
+         "SET search_path = {prefix}scratch, pg_catalog, pg_temp RETURN 1; "
+         "REVOKE EXECUTE ON FUNCTION peek() FROM PUBLIC;",
+         "public.peek()", "SET search_path = pg_catalog, pg_temp"),
     Case("RLS017",
          "ALTER ROLE {app_authenticator} SET app.tenant_id = "
          "'00000000-0000-0000-0000-000000000001';",
@@ -145,7 +174,23 @@ def findings_after(example: Example, statements: str, rule: str) -> list[Finding
 
 
 def test_every_rule_has_a_case():
-    assert sorted(c.rule for c in CASES) == sorted(RULES)
+    assert sorted(c.rule for c in CASES) == sorted(set(RULES) - {"RLS023"})
+
+
+def test_a_server_without_the_rls_fixes_is_an_error(example):
+    """RLS023 (this server has the fixes: the facts of an older release, read from it)."""
+    with example.db.connect() as conn:
+        facts = read_facts(conn, example.model)
+    assert [f.rule for f in check_facts(facts, []) if f.rule == "RLS023"] == []
+    for version, upgrade in ((150008, "15.9"), (140013, "14.14"), (160004, "16.5"),
+                             (170000, "17.1")):
+        found = [f for f in check_facts(dataclasses.replace(facts, server_version=version), [])
+                 if f.rule == "RLS023"]
+        assert [(f.object, f.severity) for f in found] == [("server", "error")]
+        assert f"upgrade to {upgrade} or later" in found[0].message
+    old = [f for f in check_facts(dataclasses.replace(facts, server_version=130020), [])
+           if f.rule == "RLS023"]
+    assert "not supported" in old[0].message
 
 
 def test_the_example_database_is_clean(example):

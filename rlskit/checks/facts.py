@@ -58,6 +58,7 @@ class RoleFacts:
     name: str
     superuser: bool = False
     bypassrls: bool = False
+    createrole: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ class FunctionFacts:
     security_definer: bool
     fixed_search_path: bool
     definition: str | None = None  # as pg_get_functiondef prints it (helpers schema only)
+    public_execute: bool = False  # PUBLIC may EXECUTE it
+    search_path: str | None = None  # its fixed search_path, as proconfig holds it
 
     @property
     def qualified(self) -> str:
@@ -133,6 +136,8 @@ class Facts:
     # (relation, role, sequence): the role may INSERT but not use the serial's sequence
     blocked_inserts: list[tuple[str, str, str]] = field(default_factory=list)
     exposed_schemas: frozenset[str] = frozenset()
+    public_writable: frozenset[str] = frozenset()  # schemas where PUBLIC may CREATE
+    server_version: int | None = None  # server_version_num (live databases only)
 
     def is_tenant_table(self, rel: Relation) -> bool:
         return rel.qualified in self.scope.tenant_tables or bool(

@@ -65,7 +65,8 @@ JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE {_USER_SCHEMAS}
 ORDER BY 1, 2, 3"""
 
-_ROLES = "SELECT oid, rolname, rolsuper, rolbypassrls FROM pg_catalog.pg_roles"
+_ROLES = ("SELECT oid, rolname, rolsuper, rolbypassrls, rolcreaterole "
+          "FROM pg_catalog.pg_roles")
 
 # Who may use whose privileges (USAGE: inherited) and become whom (MEMBER), for the roles
 # that hold grants or belong to the application.
@@ -79,7 +80,10 @@ SELECT n.nspname, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid
        p.prosecdef,
        EXISTS (SELECT 1 FROM unnest(p.proconfig) s WHERE s LIKE 'search\\_path=%%'),
        CASE WHEN n.nspname = %s AND p.prokind = 'f' THEN pg_catalog.pg_get_functiondef(p.oid)
-       END
+       END,
+       p.proacl IS NULL OR EXISTS (SELECT 1 FROM pg_catalog.aclexplode(p.proacl) a
+                                   WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE'),
+       (SELECT substr(s, 13) FROM unnest(p.proconfig) s WHERE s LIKE 'search\\_path=%%')
 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 WHERE {_USER_SCHEMAS}
   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
@@ -95,6 +99,10 @@ LEFT JOIN pg_catalog.pg_database d ON d.oid = rs.setdatabase,
 WHERE s.setting LIKE %s
   AND (rs.setrole = 0 OR r.rolname = ANY(%s))
   AND (rs.setdatabase = 0 OR d.datname = pg_catalog.current_database())"""
+
+_PUBLIC_WRITABLE = """
+SELECT n.nspname FROM pg_catalog.pg_namespace n
+WHERE pg_catalog.has_schema_privilege('public', n.oid, 'CREATE')"""
 
 _EXPOSED = f"""
 SELECT n.nspname FROM pg_catalog.pg_namespace n
@@ -134,8 +142,7 @@ def read_facts(conn: psycopg.Connection, model: Model) -> Facts:
                                 "security_invoker=1", "security_invoker=yes")
                 for opt in options),
             reads=tuple(sorted(reads)))
-    roles = {oid: RoleFacts(name, superuser, bypass)
-             for oid, name, superuser, bypass in conn.execute(_ROLES)}
+    roles = {oid: RoleFacts(*row) for oid, *row in conn.execute(_ROLES)}
     grants = [Grant(rel, PUBLIC if grantee == 0 else roles[grantee].name, privilege, column)
               for rel, grantee, privilege, column in conn.execute(_GRANTS)]
     oid_of = {r.name: oid for oid, r in roles.items()}
@@ -171,4 +178,6 @@ def read_facts(conn: psycopg.Connection, model: Model) -> Facts:
         blocked_inserts=[tuple(row) for row in conn.execute(  # type: ignore[misc]
             _BLOCKED_INSERTS, [sorted(scope.app_roles)])],
         exposed_schemas=frozenset(exposed),
+        public_writable=frozenset(s for (s,) in conn.execute(_PUBLIC_WRITABLE)),
+        server_version=conn.info.server_version,
     )

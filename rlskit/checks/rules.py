@@ -11,6 +11,7 @@ from pglast.stream import maybe_double_quote_name
 
 from .. import objects as o
 from ..model import ROW_COMMANDS, row_commands
+from ..releases import upgrade_needed
 from ..sqltext import SqlTextError, parse_expression, setting_read
 from .facts import PUBLIC, Facts, Grant, Relation
 
@@ -409,4 +410,52 @@ def unsealed_context(facts: Facts) -> Iterator[Hit]:
             yield Hit(fn.qualified, "returns a context setting anyone in the session can set",
                       "seal the context: drop sealed=False from model.context(...), migrate, "
                       "and give the application a key (rlskit key rotate)")
+
+
+@rule("RLS020", "error", "application role has CREATEROLE",
+      "A role that may create and alter roles can grant itself the table owner or a "
+      "bypassing role, and from there turn row-level security off.")
+def app_role_createrole(facts: Facts) -> Iterator[Hit]:
+    for name in sorted(facts.scope.app_roles):
+        roles = [r for r in sorted(facts.can_become(name)) if r in facts.roles
+                 and facts.roles[r].createrole]
+        for role in roles:
+            subject = "has" if role == name else f"can become {role!r}, which has"
+            yield Hit(name, f"{subject} CREATEROLE", f"ALTER ROLE {_quoted(role)} NOCREATEROLE")
+
+
+@rule("RLS021", "error", "SECURITY DEFINER function executable by PUBLIC",
+      "Anyone who can log in runs it with its owner's rights; a definer function should be "
+      "callable only by the roles it is meant for.")
+def definer_for_public(facts: Facts) -> Iterator[Hit]:
+    for fn in facts.functions:
+        if fn.security_definer and fn.public_execute:
+            yield Hit(fn.qualified, "runs as its owner for any caller",
+                      f"REVOKE EXECUTE ON FUNCTION {fn.qualified} FROM PUBLIC")
+
+
+@rule("RLS022", "error", "SECURITY DEFINER search_path open to callers",
+      "A schema everyone may create objects in, or pg_temp anywhere but last, lets a caller "
+      "plant a function or operator the definer then runs with its owner's rights.")
+def definer_search_path_open(facts: Facts) -> Iterator[Hit]:
+    for fn in facts.functions:
+        if not fn.security_definer or fn.search_path is None:
+            continue
+        schemas = [s.strip().strip('"') for s in fn.search_path.split(",") if s.strip()]
+        open_ = [s for s in schemas if s in facts.public_writable or s == "$user"]
+        temp_early = "pg_temp" not in schemas or schemas[-1] != "pg_temp"
+        if open_ or temp_early:
+            why = (f"searches {', '.join(open_)}, where callers may create objects"
+                   if open_ else "does not search pg_temp last")
+            yield Hit(fn.qualified, why, f"ALTER FUNCTION {fn.qualified} SET search_path = "
+                                         "pg_catalog, pg_temp (and qualify every name)")
+
+
+@rule("RLS023", "error", "server release without the row-level security fixes",
+      "Releases before the fixes for CVE-2023-2455, CVE-2024-10976 and CVE-2024-10978 let "
+      "queries escape policies after a role change.")
+def old_server(facts: Facts) -> Iterator[Hit]:
+    why = None if facts.server_version is None else upgrade_needed(facts.server_version)
+    if why is not None:
+        yield Hit("server", why, "upgrade PostgreSQL to the release named")
 

@@ -154,3 +154,35 @@ def test_sqlalchemy_resets_a_connection_on_check_in(example):
         assert conn.execute(text("SELECT current_user, to_regclass('pg_temp.stash')")
                             ).one() == (example.role("app_authenticator"), None)
     engine.dispose()
+
+
+def test_start_up_refuses_createrole_and_the_lint_reports_it(example):
+    from rlskit.checks import check_database
+    from rlskit.errors import UnsafeConnectionError
+    from rlskit.runtime import check_connection
+
+    auth = example.role("app_authenticator")
+    url = example.db.cluster.url(example.db.name, user=auth)
+    with example.db.connect(autocommit=True) as admin:
+        admin.execute(sql.SQL("ALTER ROLE {} CREATEROLE").format(sql.Identifier(auth)))
+    try:
+        with psycopg.connect(url) as conn, \
+                pytest.raises(UnsafeConnectionError, match=f"ALTER ROLE {auth} NOCREATEROLE"):
+            check_connection(conn, example.model)
+        with example.db.connect() as conn:
+            assert [f.object for f in check_database(conn, example.model)
+                    if f.rule == "RLS020"] == [auth]
+    finally:
+        with example.db.connect(autocommit=True) as admin:
+            admin.execute(sql.SQL("ALTER ROLE {} NOCREATEROLE").format(sql.Identifier(auth)))
+
+
+def test_releases_without_the_rls_fixes_are_named():
+    from rlskit.releases import upgrade_needed
+
+    assert upgrade_needed(180006) is None and upgrade_needed(150018) is None
+    assert "upgrade to 15.9 or later" in upgrade_needed(150008)
+    assert "upgrade to 14.14 or later" in upgrade_needed(140013)
+    assert "upgrade to 16.5" in upgrade_needed(160004)
+    assert "upgrade to 17.1" in upgrade_needed(170000)
+    assert "not supported" in upgrade_needed(130022)
