@@ -165,6 +165,13 @@ def _refuse(found: list[str]) -> None:
             "database default, e.g. ALTER ROLE ... SET); discarded")
 
 
+def _forget_prepared(conn: psycopg.Connection | psycopg.AsyncConnection) -> None:
+    """After DISCARD ALL the server holds no prepared statement: rlskit's and psycopg's
+    caches must agree (psycopg notices a DISCARD ALL only the first time it sees one)."""
+    wire.forget(conn)
+    conn._prepared.clear()
+
+
 def reset(conn: psycopg.Connection, model: Model) -> None:
     """Give an idle connection back its fresh state (``DISCARD ALL``: role, settings,
     temporary tables, LISTEN, prepared statements and advisory locks), or raise
@@ -174,7 +181,7 @@ def reset(conn: psycopg.Connection, model: Model) -> None:
     conn.autocommit = True  # DISCARD ALL cannot run in a transaction block
     try:
         conn.execute("DISCARD ALL")
-        wire.forget(conn)
+        _forget_prepared(conn)
         row = conn.execute(query, settings).fetchone()
     finally:
         conn.autocommit = autocommit
@@ -188,7 +195,7 @@ async def reset_async(conn: psycopg.AsyncConnection, model: Model) -> None:
     await conn.set_autocommit(True)
     try:
         await conn.execute("DISCARD ALL")
-        wire.forget(conn)
+        _forget_prepared(conn)
         row = await (await conn.execute(query, settings)).fetchone()
     finally:
         await conn.set_autocommit(autocommit)

@@ -113,9 +113,14 @@ def test_the_psycopg_pool_leaves_nothing_of_a_request_for_the_next(example):
                  user_id=example.data.b.member)
     with ConnectionPool(url, min_size=1, max_size=1, open=True,
                         **pool_options(example.model)) as pool:
+        count = "SELECT count(*) FROM flow"
         with pool.connection() as conn:
             with transaction(conn, a):
-                conn.execute("SELECT count(*) FROM flow")
+                conn.execute(count, prepare=True)
+            (name,) = conn.execute("SELECT name FROM pg_prepared_statements WHERE statement "
+                                   "= %s", [count]).fetchone()
+            conn.execute(sql.SQL("DEALLOCATE {0}; PREPARE {0} AS SELECT 999::bigint").format(
+                sql.Identifier(name)))  # hijack the statement the next request will run
             conn.execute("CREATE TEMP TABLE stash (secret text)")
             conn.execute("LISTEN tenant_a")
             conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(example.role("member"))))
@@ -129,7 +134,7 @@ def test_the_psycopg_pool_leaves_nothing_of_a_request_for_the_next(example):
                 example.role("app_authenticator")
             conn.rollback()
             with transaction(conn, b):
-                assert conn.execute("SELECT count(*) FROM flow").fetchone()[0] == \
+                assert conn.execute(count, prepare=True).fetchone()[0] == \
                     len(example.data.b.flows)
 
 
