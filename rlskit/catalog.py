@@ -112,6 +112,11 @@ WHERE n.nspname = %(helpers)s AND p.proname = ANY(%(functions)s)
   AND acl.privilege_type = 'EXECUTE' AND g.rolname = ANY(%(roles)s)
 ORDER BY 1, 2, 3"""
 
+_STORE_FUNCTIONS = """
+SELECT DISTINCT p.proname FROM pg_catalog.pg_proc p
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname = %(helpers)s AND p.proname = ANY(%(functions)s)"""
+
 _ACCESS_STORE = """
 SELECT pg_catalog.obj_description(
     pg_catalog.to_regclass(pg_catalog.format('%%I.access_grant', %(helpers)s::text)), 'pg_class')"""
@@ -175,8 +180,9 @@ def read_catalog(conn: psycopg.Connection, model: Model) -> list[o.DbObject]:
     if comment is not None and comment.startswith(STORE_COMMENT):
         prefix = comment[len(STORE_COMMENT):]
         sealed = prefix.endswith(SEALED_SUFFIX)
-        out.append(o.AccessStore(model.helpers_schema,
-                                 prefix.removesuffix(SEALED_SUFFIX), sealed))
+        present = conn.execute(_STORE_FUNCTIONS, {**params, "functions": list(FUNCTIONS)})
+        out.append(o.AccessStore(model.helpers_schema, prefix.removesuffix(SEALED_SUFFIX),
+                                 sealed, functions=tuple(sorted(n for (n,) in present))))
     out += [o.Role(name, login, inherit, bypass,
                    tuple(sorted(tuple(c.split("=", 1)) for c in settings)), limit)
             for name, login, inherit, bypass, settings, limit in conn.execute(_ROLES, params)]

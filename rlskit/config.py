@@ -58,7 +58,8 @@ class Config:
     def verifier(self) -> Verifier:
         """The token verifier of ``[tool.rlskit.jwt]``: one of ``secret_env`` (the name
         of an environment variable holding the shared secret), ``public_key_file`` or
-        ``jwks_url``; optional ``audience``, ``issuer``, ``algorithms``, ``leeway``."""
+        ``jwks_url``; ``audience`` and ``issuer`` (``false`` turns a check off), optional
+        ``algorithms``, ``leeway``."""
         from .jwt import Verifier
 
         options = dict(self.jwt)

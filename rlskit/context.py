@@ -154,7 +154,7 @@ def _select_role(model: Model, claims: Mapping[str, Any], values: Mapping[str, A
     if requested is not None:
         reachable = {r.name: r for roles in lineage.values() for r in roles}
         if requested not in reachable:
-            raise ContextError(f"role {requested!r} is not granted to this caller "
+            raise ContextError(f"role {_show(requested)} is not granted to this caller "
                                f"(granted: {', '.join(sorted({g.name for g in granted}))})")
         return reachable[requested]
     top = [g for g, roles in lineage.items() if all(other in roles for other in lineage)]
@@ -185,7 +185,11 @@ def _strings(value: Any) -> tuple[str, ...]:
 
 
 def _show(value: Any) -> str:
-    return "missing" if value is None else repr(value)
+    """A claim value for an error message, cut short (a token may carry anything)."""
+    if value is None:
+        return "missing"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:60] + "…"
 
 
 _current: ContextVar[RequestContext | None] = ContextVar("rlskit_context", default=None)

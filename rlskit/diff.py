@@ -58,6 +58,8 @@ def fingerprint(obj: o.DbObject, pg_version: int) -> object:
         return obj.key, obj.returns, obj.definition
     if isinstance(obj, o.ContextSeal):
         return obj, obj.definition or verifier_source(obj)
+    if isinstance(obj, o.AccessStore):
+        return obj, obj.functions
     if isinstance(obj, o.Membership) and pg_version < 16:
         return obj.key, obj.admin  # no INHERIT/SET options before PostgreSQL 16
     if isinstance(obj, o.TableGrant):

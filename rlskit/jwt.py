@@ -4,15 +4,20 @@ A `Verifier` holds exactly one key source — an HMAC secret, a PEM public key, 
 document (inline or fetched from a URL, cached, re-read at most every `jwks_min_refresh`
 seconds when an unknown key id shows up) — and accepts only the algorithms of that key's
 family, so ``alg: none`` and HMAC-signed tokens checked against an RSA key (algorithm
-confusion) are refused before any signature is computed. Every refusal is a `TokenError`
-naming what was wrong.
+confusion) are refused before any signature is computed. The audience and the issuer are
+checked unless the configuration turns each check off explicitly; an HMAC secret has at
+least 32 bytes; a JWKS comes over https (http only from this machine). Every refusal is a
+`TokenError` naming what was wrong, never the configuration.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import threading
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -24,7 +29,9 @@ from jwt.api_jwk import PyJWK, PyJWKSet
 
 from .errors import ConfigError, TokenError
 
-__all__ = ["HMAC_ALGORITHMS", "Verifier"]
+__all__ = ["HMAC_ALGORITHMS", "MIN_SECRET_BYTES", "Verifier"]
+
+MIN_SECRET_BYTES = 32
 
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 RSA_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
@@ -76,9 +83,12 @@ class _KeySet:
 
     def __init__(self, document: Mapping[str, Any] | None, url: str | None, ttl: float,
                  min_refresh: float, timeout: float) -> None:
+        if url is not None:
+            _check_jwks_url(url)
         self.url, self.ttl, self.min_refresh, self.timeout = url, ttl, min_refresh, timeout
         self.keys: dict[str | None, tuple[PyJWK, tuple[str, ...]]] = {}
         self.fetched_at = float("-inf")
+        self.loaded_at = float("-inf")  # the last successful read
         self.lock = threading.Lock()
         if document is not None:
             self._load(document, "jwks")
@@ -100,11 +110,16 @@ class _KeySet:
         try:
             with urllib.request.urlopen(self.url, timeout=self.timeout) as response:
                 document = json.load(response)
-        except (OSError, ValueError) as exc:
+            self._load(document, "the JWKS")
+        except (OSError, ValueError, ConfigError) as exc:
+            if self.fetched_at - self.loaded_at > 2 * self.ttl:
+                self.keys = {}  # keys this stale are no longer trusted
             if not self.keys:
-                raise TokenError(f"cannot read the JWKS at {self.url}: {exc}") from None
-            return  # keep the keys we have; the next refresh tries again
-        self._load(document, self.url)
+                why = f"HTTP {exc.code}" if isinstance(exc, urllib.error.HTTPError) else \
+                    type(exc).__name__
+                raise TokenError(f"cannot read the JWKS ({why})") from None
+            return  # keep the keys we have for now; the next refresh tries again
+        self.loaded_at = self.fetched_at
 
     def get(self, kid: str | None) -> tuple[PyJWK, tuple[str, ...]]:
         with self.lock:
@@ -119,17 +134,42 @@ class _KeySet:
                 raise TokenError(f"token has no key id ('kid') and the JWKS holds "
                                  f"{len(self.keys)} keys")
             if kid not in self.keys:
-                raise TokenError(f"token key id {kid!r} is not in the JWKS")
+                raise TokenError(f"token key id {kid[:40]!r} is not in the JWKS")
             return self.keys[kid]
+
+
+def _check_jwks_url(url: str) -> None:
+    """https, or http to this machine only (a JWKS over plain http can be replaced)."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme == "https" and parsed.hostname:
+        return
+    if parsed.scheme == "http" and parsed.hostname:
+        host = parsed.hostname
+        try:
+            if host == "localhost" or ipaddress.ip_address(host).is_loopback:
+                return
+        except ValueError:
+            pass
+    raise ConfigError("jwks_url must be an https URL (http only for localhost)")
+
+
+def _claim_check(name: str, value: Any) -> Any:
+    if value is None:
+        raise ConfigError(f"the verifier must check the token's {name}: give {name}=... "
+                          f"(or {name}=False to turn the check off explicitly)")
+    if value is False:
+        return None
+    return value
 
 
 class Verifier:
     """Checks a token's signature and registered claims; `verify` returns its claims.
 
-    Give exactly one of `secret` (HS256/384/512), `public_key` (a PEM: RS*/PS*, ES*, EdDSA
-    by key type), `jwks` (a JWKS document) or `jwks_url`. `algorithms` narrows what the key
-    family allows. `audience` and `issuer`, when set, must match; `leeway` (seconds) applies
-    to ``exp``, ``nbf`` and ``iat``; `require` lists claims every token must carry.
+    Give exactly one of `secret` (HS256/384/512, at least 32 bytes), `public_key` (a PEM:
+    RS*/PS*, ES*, EdDSA by key type), `jwks` (a JWKS document) or `jwks_url` (https).
+    `algorithms` narrows what the key family allows. `audience` and `issuer` are required
+    and must match (``False`` turns a check off, explicitly); `leeway` (seconds) applies to
+    ``exp``, ``nbf`` and ``iat``; `require` lists claims every token must carry.
     """
 
     def __init__(
@@ -140,8 +180,8 @@ class Verifier:
         jwks: Mapping[str, Any] | None = None,
         jwks_url: str | None = None,
         algorithms: Sequence[str] | None = None,
-        audience: str | Sequence[str] | None = None,
-        issuer: str | None = None,
+        audience: str | Sequence[str] | bool | None = None,
+        issuer: str | bool | None = None,
         leeway: float = 0,
         require: Sequence[str] = ("exp",),
         jwks_ttl: float = 300,
@@ -156,9 +196,12 @@ class Verifier:
         self._keyset: _KeySet | None = None
         if secret is not None:
             raw = secret.encode() if isinstance(secret, str) else secret
-            if not raw or b"-----BEGIN" in raw or raw.startswith(b"ssh-"):
-                raise ConfigError("secret must be a non-empty shared secret, not a PEM or "
-                                  "SSH key (use public_key=)")
+            if b"-----BEGIN" in raw or raw.startswith(b"ssh-"):
+                raise ConfigError("secret must be a shared secret, not a PEM or SSH key "
+                                  "(use public_key=)")
+            if len(raw) < MIN_SECRET_BYTES:
+                raise ConfigError(f"an HMAC secret must have at least {MIN_SECRET_BYTES} "
+                                  f"bytes, this one has {len(raw)}")
             self._key, family = raw, HMAC_ALGORITHMS
         elif public_key is not None:
             self._key, family = _pem_key(public_key)
@@ -172,8 +215,8 @@ class Verifier:
             raise ConfigError(f"algorithm(s) {', '.join(unfit) or 'none'} cannot be used "
                               f"with this key; use {', '.join(family)}")
         self.algorithms = chosen
-        self.audience = audience
-        self.issuer = issuer
+        self.audience = _claim_check("audience", audience)
+        self.issuer = _claim_check("issuer", issuer)
         self.leeway = leeway
         self.require = tuple(require)
 
@@ -184,7 +227,7 @@ class Verifier:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
-            raise TokenError(f"token is malformed: {exc}") from None
+            raise TokenError(f"token is malformed: {str(exc)[:80]}") from None
         alg = header.get("alg")
         if not isinstance(alg, str) or alg.lower() == "none":
             raise TokenError("token algorithm 'none' is not allowed: unsigned tokens are "
@@ -192,7 +235,7 @@ class Verifier:
         key, allowed = self._key_for(header)
         allowed = tuple(a for a in allowed if a in self.algorithms)
         if alg not in allowed:
-            raise TokenError(f"token algorithm {alg} does not fit the verification key "
+            raise TokenError(f"token algorithm {alg[:20]!r} does not fit the verification key "
                              f"(allowed: {', '.join(allowed) or 'none'})")
         try:
             claims = jwt.decode(
@@ -202,17 +245,16 @@ class Verifier:
             raise TokenError("token has expired") from None
         except jwt.ImmatureSignatureError as exc:
             raise TokenError(f"token is not yet valid: {exc}") from None
-        except jwt.InvalidAudienceError as exc:
-            raise TokenError(f"token audience is wrong: {exc} (expected "
-                             f"{self.audience!r})") from None
+        except jwt.InvalidAudienceError:
+            raise TokenError("token audience is wrong") from None
         except jwt.InvalidIssuerError:
-            raise TokenError(f"token issuer is wrong (expected {self.issuer!r})") from None
+            raise TokenError("token issuer is wrong") from None
         except jwt.InvalidSignatureError:
             raise TokenError("token signature is invalid") from None
         except jwt.MissingRequiredClaimError as exc:
             raise TokenError(f"token has no {exc.claim!r} claim") from None
         except jwt.PyJWTError as exc:
-            raise TokenError(f"token is invalid: {exc}") from None
+            raise TokenError(f"token is invalid: {str(exc)[:80]}") from None
         return claims
 
     def _key_for(self, header: Mapping[str, Any]) -> tuple[Any, tuple[str, ...]]:

@@ -89,6 +89,9 @@ class AccessStore:
     schema: str
     settings_prefix: str
     sealed: bool = False  # reads the sealed context (see `ContextSeal`)
+    # The store's functions that exist, sorted (the model's side: all of them); one that
+    # went missing makes the store differ, so that it is replaced, not only re-granted.
+    functions: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def key(self) -> tuple:

@@ -32,7 +32,8 @@ def target_objects(model: Model, pg_version: int) -> list[o.DbObject]:
         out.append(o.ContextSeal(model.helpers_schema, model.key_owner))
     out += _helpers(model)
     if model.products:
-        out.append(o.AccessStore(model.helpers_schema, model.settings_prefix, model.sealed))
+        out.append(o.AccessStore(model.helpers_schema, model.settings_prefix, model.sealed,
+                                 functions=tuple(sorted(FUNCTIONS))))
     out += [o.Role(model.role_name(r), login=r.login, inherit=not r.login, settings=r.limits,
                    connection_limit=-1 if r.connection_limit is None else r.connection_limit)
             for r in model.roles.values()]

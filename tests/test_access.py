@@ -20,7 +20,7 @@ import rlskit
 from rlskit import access
 from rlskit.access import AccessError
 from rlskit.context import for_role
-from rlskit.diff import diff_database
+from rlskit.diff import diff_database, drift_sql
 from rlskit.psycopg import transaction
 
 ANALYST = "sales_analytics_analyst"
@@ -175,7 +175,10 @@ def test_the_store_is_managed_like_everything_else(dev):
         assert diff_database(conn, dev.model) == []
         conn.execute("DROP FUNCTION rlskit.access_history()")
         changes = diff_database(conn, dev.model)
-    assert changes == []  # functions are not compared one by one: the store is one object
+        assert [(c.action, c.obj.key[0]) for c in changes][:1] == [("alter", "access store")]
+        assert {c.obj.key[2] for c in changes[1:]} == {"access_history"}  # and its grants
+        conn.execute(drift_sql(changes, dev.db.version))
+        assert diff_database(conn, dev.model) == []
     from rlskit.migrations.compare import changes_to_ops
     from rlskit.migrations.render import render_op
     from rlskit.target import target_objects

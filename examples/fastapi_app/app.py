@@ -101,5 +101,9 @@ def create_app(database_url: str, verifier: Verifier, model: Model = saas_model)
 
 
 def from_env() -> FastAPI:
-    """The app configured by ``DATABASE_URL`` and ``JWT_SECRET`` (for uvicorn --factory)."""
-    return create_app(os.environ["DATABASE_URL"], Verifier(secret=os.environ["JWT_SECRET"]))
+    """The app configured by ``DATABASE_URL``, ``JWT_SECRET``, ``JWT_AUDIENCE`` and
+    ``JWT_ISSUER`` (for uvicorn --factory); the context key comes from
+    ``RLSKIT_CONTEXT_KEY``."""
+    verifier = Verifier(secret=os.environ["JWT_SECRET"], audience=os.environ["JWT_AUDIENCE"],
+                        issuer=os.environ["JWT_ISSUER"])
+    return create_app(os.environ["DATABASE_URL"], verifier)

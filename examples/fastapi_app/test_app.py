@@ -16,11 +16,12 @@ from rlskit.jwt import Verifier
 from rlskit.testing import ScratchDatabase
 
 SECRET = "example-secret-" * 4
+AUDIENCE, ISSUER = "flows-api", "https://auth.example"
 
 
 def token(tenant: object, user: object, role: str = "member", **extra: object) -> str:
-    claims = {"tenant_id": str(tenant), "sub": str(user), "role": role,
-              "exp": int(time.time()) + 300, **extra}
+    claims = {"tenant_id": str(tenant), "sub": str(user), "role": role, "aud": AUDIENCE,
+              "iss": ISSUER, "exp": int(time.time()) + 300, **extra}
     return jwt.encode(claims, SECRET, algorithm="HS256")
 
 
@@ -33,7 +34,8 @@ def api(rlskit_db: ScratchDatabase) -> Iterator[tuple[TestClient, ExampleData]]:
     model = build_model(role_prefix=rlskit_db.role_prefix)
     data = install(rlskit_db.url, model, rlskit_db.role_prefix + "owner")
     url = rlskit_db.cluster.url(rlskit_db.name, user=model.role_name("app_authenticator"))
-    with TestClient(create_app(url, Verifier(secret=SECRET), model)) as client:
+    verifier = Verifier(secret=SECRET, audience=AUDIENCE, issuer=ISSUER)
+    with TestClient(create_app(url, verifier, model)) as client:
         yield client, data
 
 
