@@ -12,8 +12,8 @@ from . import objects as o
 from .access.store import FUNCTIONS, RUNTIME_FUNCTIONS
 from .errors import ModelError
 from .keystore import KEY_STATUS, VERIFIER
-from .model import ROW_COMMANDS, Model, Table, row_commands
-from .sqltext import policy_expression
+from .model import ROW_COMMANDS, Model, Table, View, row_commands
+from .sqltext import policy_expression, relations_read
 
 __all__ = ["target_objects"]
 
@@ -52,6 +52,8 @@ def target_objects(model: Model, pg_version: int) -> list[o.DbObject]:
     for table in model.tables.values():
         out += _policies(model, table)
     for view in model.views.values():
+        if pg_version < 15:
+            _refuse_owner_rights(model, view)
         options = [("security_barrier", "true")]
         if view.security_invoker and pg_version >= 15:
             options.insert(0, ("security_invoker", "true"))
@@ -59,6 +61,19 @@ def target_objects(model: Model, pg_version: int) -> list[o.DbObject]:
         out += [o.TableGrant(view.schema, view.name, model.role_name(role), privs)
                 for role, privs in view.grants.items()]
     return out
+
+
+def _refuse_owner_rights(model: Model, view: View) -> None:
+    """PostgreSQL 14 has no security_invoker: a view over an RLS table would run with its
+    owner's rights and show every tenant's rows, unless the model says it means that."""
+    protected = sorted(q for q in relations_read(view.query_sql, model.schema)
+                       if any(t.qualified == q and t.rls for t in model.tables.values()))
+    if view.security_invoker and protected:
+        raise ModelError(
+            f"view {view.name!r} reads {', '.join(protected)}, protected by row-level "
+            "security, and PostgreSQL 14 has no security_invoker: the view would run with its "
+            "owner's rights and show every tenant's rows; generate for PostgreSQL 15 or "
+            "later, or declare model.view(..., security_invoker=False) to accept that")
 
 
 def _helpers(model: Model) -> list[o.HelperFunction]:

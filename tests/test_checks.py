@@ -262,5 +262,9 @@ def test_model_only_findings():
 
 def test_model_only_view_on_14():
     assert check_model(build_model()) == []
-    found = check_model(build_model(), pg_version=14)
+    with pytest.raises(ModelError, match="PostgreSQL 14 has no security_invoker"):
+        check_model(build_model(), pg_version=14)
+    accepting = build_model()
+    accepting.views[("public", "member_directory")].security_invoker = False  # on purpose
+    found = check_model(accepting, pg_version=14)
     assert [(f.rule, f.object) for f in found] == [("RLS005", "public.member_directory")]
