@@ -331,3 +331,51 @@ def test_an_attack_through_pgbouncer_gets_nothing_either(example):
         assert visible(example, conn) == {}
         assert writes(example, conn) == []
         raise psycopg.Rollback()
+
+
+def test_the_same_attack_through_asyncio_and_sqlalchemy_gets_nothing(example):
+    """Every runtime path seals: psycopg's asyncio connections and SQLAlchemy engines
+    (sync and asyncio) refuse the issue's injected statement alike."""
+    import asyncio
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from rlskit.context import as_context
+    from rlskit.sqlalchemy import install, sqlalchemy_url
+
+    inject = ("SELECT set_config('role', %(role)s, true), "
+              "set_config('app.tenant_id', %(tenant)s, true)")
+    values = {"role": example.role("tenant_admin"), "tenant": str(example.data.b.id)}
+    ctx = context(example)
+    b = example.data.b.id
+
+    async def through_async_engine() -> list:
+        engine = create_async_engine(sqlalchemy_url(url(example)))
+        install(engine, example.model)
+        with as_context(ctx):
+            async with engine.connect() as conn:
+                await conn.exec_driver_sql(inject, values)
+                rows = (await conn.exec_driver_sql("SELECT tenant_id FROM flow")).all()
+        await engine.dispose()
+        return rows
+
+    seen: list = []
+
+    async def run_async() -> None:
+        aconn = await psycopg.AsyncConnection.connect(url(example))
+        async with aconn, transaction(aconn, ctx):
+            await aconn.execute(inject, values)
+            seen.extend(await (await aconn.execute("SELECT tenant_id FROM flow")).fetchall())
+            raise psycopg.Rollback()  # quietly: nothing of the attack is kept
+        seen.extend(await through_async_engine())
+
+    asyncio.run(run_async())
+    engine = create_engine(sqlalchemy_url(url(example)))
+    install(engine, example.model)
+    with as_context(ctx), engine.connect() as conn:
+        conn.exec_driver_sql(inject, values)
+        seen.extend(conn.exec_driver_sql("SELECT tenant_id FROM flow").all())
+        conn.rollback()
+    engine.dispose()
+    assert [row for row in seen if row[0] == b] == [] and seen == []
