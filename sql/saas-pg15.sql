@@ -36,25 +36,17 @@ RETURNS text
 LANGUAGE plpgsql STABLE PARALLEL safe SECURITY DEFINER SET search_path TO 'pg_catalog', 'pg_temp'
 AS $$
 DECLARE
-  seal text := current_setting('rlskit.seal', true);
-  kid text := split_part(seal, ':', 1);
-  expires text := split_part(seal, ':', 2);
-  mac text := split_part(seal, ':', 3);
-  body text := substr(seal, length(kid) + 78);  -- after '<kid>:<10 digits>:<64 hex>:'
-  sealed boolean;
+  seal text := current_setting('rlskit.seal', true);  -- <kid>:<10-digit expiry>:<64-hex mac>:<body>
+  body jsonb;
 BEGIN
-  IF NOT coalesce(length(expires) = 10 AND length(mac) = 64
-                  AND expires > extract(epoch FROM statement_timestamp())::bigint::text,
-                  false) THEN
-    RETURN NULL;  -- missing, malformed or expired (10 digits on both sides until 2286)
-  END IF;
-  SELECT encode(sha256(k.outer_pad || sha256(k.inner_pad
-                || convert_to(concat(kid, ':', expires, ':', body), 'UTF8'))), 'hex') = mac
-    INTO sealed FROM rlskit.context_key k WHERE k.id = kid AND k.retired_at IS NULL;
-  IF sealed THEN  -- the body is the application's JSON: the role and the settings
-    RETURN CASE WHEN body::jsonb ->> 'role' = caller THEN body::jsonb ->> setting END;
-  END IF;
-  RETURN NULL;
+  SELECT substr(seal, length(k.id) + 78) INTO body FROM rlskit.context_key k
+   WHERE k.id = split_part(seal, ':', 1) AND k.retired_at IS NULL
+     AND substr(seal, length(k.id) + 2, 10)
+         > extract(epoch FROM statement_timestamp())::bigint::text
+     AND encode(sha256(k.outer_pad || sha256(k.inner_pad || convert_to(
+           overlay(seal placing '' from length(k.id) + 13 for 65), 'UTF8'))), 'hex')
+         = substr(seal, length(k.id) + 13, 64);
+  RETURN CASE WHEN body ->> 'role' = caller THEN body ->> setting END;
 END
 $$;
 CREATE OR REPLACE FUNCTION rlskit.context_key_status(kid text

@@ -1,11 +1,11 @@
 """seal the request context
 
-Revision ID: 6b8fdf325dc2
+Revision ID: 1faa6ee621af
 Revises: 1a6f855f7b9a
-Create Date: 2026-12-02 18:24:14.653508
+Create Date: 2026-12-02 19:02:53.238476
 
 Role names are written without the model's role_prefix; rlskit adds it when the revision
-runs, so one history serves every environment. 6b8fdf325dc2_*.sql beside this file has
+runs, so one history serves every environment. 1faa6ee621af_*.sql beside this file has
 the exact SQL for review.
 """
 from collections.abc import Sequence
@@ -14,7 +14,7 @@ import sqlalchemy as sa  # noqa: F401 - used by table operations
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = '6b8fdf325dc2'
+revision: str = '1faa6ee621af'
 down_revision: str | Sequence[str] | None = '1a6f855f7b9a'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -1,12 +1,12 @@
--- Revision 6b8fdf325dc2: seal the request context
+-- Revision 1faa6ee621af: seal the request context
 -- Revises: 1a6f855f7b9a
 -- Summary: +1 context seal, ~4 helpers, +6 grants
--- The exact SQL of 6b8fdf325dc2_seal_the_request_context.py for PostgreSQL 18, for review; apply the revision with `rlskit migrate`.
+-- The exact SQL of 1faa6ee621af_seal_the_request_context.py for PostgreSQL 18, for review; apply the revision with `rlskit migrate`.
 
 -- ==== upgrade ====
 BEGIN;
 
--- Running upgrade 1a6f855f7b9a -> 6b8fdf325dc2
+-- Running upgrade 1a6f855f7b9a -> 1faa6ee621af
 
 DO $$
 BEGIN
@@ -45,25 +45,17 @@ RETURNS text
 LANGUAGE plpgsql STABLE PARALLEL safe SECURITY DEFINER SET search_path TO 'pg_catalog', 'pg_temp'
 AS $$
 DECLARE
-  seal text := current_setting('rlskit.seal', true);
-  kid text := split_part(seal, ':', 1);
-  expires text := split_part(seal, ':', 2);
-  mac text := split_part(seal, ':', 3);
-  body text := substr(seal, length(kid) + 78);  -- after '<kid>:<10 digits>:<64 hex>:'
-  sealed boolean;
+  seal text := current_setting('rlskit.seal', true);  -- <kid>:<10-digit expiry>:<64-hex mac>:<body>
+  body jsonb;
 BEGIN
-  IF NOT coalesce(length(expires) = 10 AND length(mac) = 64
-                  AND expires > extract(epoch FROM statement_timestamp())::bigint::text,
-                  false) THEN
-    RETURN NULL;  -- missing, malformed or expired (10 digits on both sides until 2286)
-  END IF;
-  SELECT encode(sha256(k.outer_pad || sha256(k.inner_pad
-                || convert_to(concat(kid, ':', expires, ':', body), 'UTF8'))), 'hex') = mac
-    INTO sealed FROM rlskit.context_key k WHERE k.id = kid AND k.retired_at IS NULL;
-  IF sealed THEN  -- the body is the application's JSON: the role and the settings
-    RETURN CASE WHEN body::jsonb ->> 'role' = caller THEN body::jsonb ->> setting END;
-  END IF;
-  RETURN NULL;
+  SELECT substr(seal, length(k.id) + 78) INTO body FROM rlskit.context_key k
+   WHERE k.id = split_part(seal, ':', 1) AND k.retired_at IS NULL
+     AND substr(seal, length(k.id) + 2, 10)
+         > extract(epoch FROM statement_timestamp())::bigint::text
+     AND encode(sha256(k.outer_pad || sha256(k.inner_pad || convert_to(
+           overlay(seal placing '' from length(k.id) + 13 for 65), 'UTF8'))), 'hex')
+         = substr(seal, length(k.id) + 13, 64);
+  RETURN CASE WHEN body ->> 'role' = caller THEN body ->> setting END;
 END
 $$;
 
@@ -159,7 +151,7 @@ GRANT EXECUTE
   ON FUNCTION rlskit.context_key_status
   TO app_authenticator;
 
-UPDATE alembic_version SET version_num='6b8fdf325dc2' WHERE alembic_version.version_num = '1a6f855f7b9a';
+UPDATE alembic_version SET version_num='1faa6ee621af' WHERE alembic_version.version_num = '1a6f855f7b9a';
 
 COMMIT;
 
@@ -167,7 +159,7 @@ COMMIT;
 -- ==== downgrade ====
 BEGIN;
 
--- Running downgrade 6b8fdf325dc2 -> 1a6f855f7b9a
+-- Running downgrade 1faa6ee621af -> 1a6f855f7b9a
 
 REVOKE EXECUTE
   ON FUNCTION rlskit.context_key_status
@@ -242,7 +234,7 @@ REVOKE USAGE
 
 DROP ROLE IF EXISTS rlskit_keys;
 
-UPDATE alembic_version SET version_num='1a6f855f7b9a' WHERE alembic_version.version_num = '6b8fdf325dc2';
+UPDATE alembic_version SET version_num='1a6f855f7b9a' WHERE alembic_version.version_num = '1faa6ee621af';
 
 COMMIT;
 
