@@ -150,6 +150,18 @@ CASES = [
          "SET search_path = {prefix}scratch, pg_catalog, pg_temp RETURN 1; "
          "REVOKE EXECUTE ON FUNCTION peek() FROM PUBLIC;",
          "public.peek()", "SET search_path = pg_catalog, pg_temp"),
+    Case("RLS024",
+         "CREATE MATERIALIZED VIEW flow_copy AS SELECT * FROM flow; "
+         "GRANT SELECT ON flow_copy TO {member};",
+         "CREATE MATERIALIZED VIEW flow_copy AS SELECT * FROM flow;",
+         "public.flow_copy", "REVOKE SELECT ON public.flow_copy FROM {member}"),
+    Case("RLS025",
+         "CREATE FOREIGN DATA WRAPPER {prefix}fdw; CREATE SERVER {prefix}remote FOREIGN DATA "
+         "WRAPPER {prefix}fdw; CREATE FOREIGN TABLE invoices (id int) SERVER {prefix}remote; "
+         "GRANT SELECT ON invoices TO {read_only};",
+         "CREATE FOREIGN DATA WRAPPER {prefix}fdw; CREATE SERVER {prefix}remote FOREIGN DATA "
+         "WRAPPER {prefix}fdw; CREATE FOREIGN TABLE invoices (id int) SERVER {prefix}remote;",
+         "public.invoices", "REVOKE SELECT ON public.invoices FROM {read_only}"),
     Case("RLS017",
          "ALTER ROLE {app_authenticator} SET app.tenant_id = "
          "'00000000-0000-0000-0000-000000000001';",

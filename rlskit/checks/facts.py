@@ -30,7 +30,7 @@ class Relation:
 
     schema: str
     name: str
-    kind: str  # "table" or "view"
+    kind: str  # "table", "view", "materialized view" or "foreign table"
     owner: str | None = None
     rls: bool = False
     force: bool = False
@@ -38,7 +38,7 @@ class Relation:
     indexed: frozenset[str] | None = None  # leading columns of its indexes
     parent: str | None = None  # partitions: the partitioned table, qualified
     security_invoker: bool = False  # views
-    reads: tuple[str, ...] = ()  # views: the relations the query names, qualified
+    reads: tuple[str, ...] = ()  # (materialized) views: the relations they read, qualified
 
     @property
     def qualified(self) -> str:

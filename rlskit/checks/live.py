@@ -35,22 +35,25 @@ SELECT n.nspname, c.relname, c.relkind, pg_catalog.pg_get_userbyid(c.relowner),
                                         AND d.refclassid = 'pg_catalog.pg_class'::regclass
              JOIN pg_catalog.pg_class r ON r.oid = d.refobjid AND r.oid <> c.oid
              JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
-             WHERE w.ev_class = c.oid AND c.relkind = 'v')
+             WHERE w.ev_class = c.oid AND c.relkind IN ('v', 'm'))
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p', 'v') AND {_USER_SCHEMAS}"""
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {_USER_SCHEMAS}"""
+
+_KINDS = {"v": "view", "m": "materialized view", "f": "foreign table"}  # else "table"
 
 _GRANTS = f"""
 SELECT n.nspname || '.' || c.relname, acl.grantee, acl.privilege_type, NULL::text
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace,
      pg_catalog.aclexplode(c.relacl) acl
-WHERE c.relkind IN ('r', 'p', 'v') AND {_USER_SCHEMAS} AND acl.grantee <> c.relowner
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {_USER_SCHEMAS}
+  AND acl.grantee <> c.relowner
 UNION ALL
 SELECT n.nspname || '.' || c.relname, acl.grantee, acl.privilege_type, a.attname::text
 FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace,
      pg_catalog.aclexplode(a.attacl) acl
-WHERE c.relkind IN ('r', 'p', 'v') AND {_USER_SCHEMAS} AND a.attnum > 0
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {_USER_SCHEMAS} AND a.attnum > 0
   AND NOT a.attisdropped"""
 
 _POLICIES = f"""
@@ -135,7 +138,7 @@ def read_facts(conn: psycopg.Connection, model: Model) -> Facts:
     for (schema, name, kind, owner, rls, force, columns, indexed, parent, options,
          reads) in conn.execute(_RELATIONS):
         relations[f"{schema}.{name}"] = Relation(
-            schema, name, "view" if kind == "v" else "table", owner=owner, rls=rls,
+            schema, name, _KINDS.get(kind, "table"), owner=owner, rls=rls,
             force=force, columns=frozenset(columns), indexed=frozenset(indexed),
             parent=parent, security_invoker=any(
                 opt.lower() in ("security_invoker=true", "security_invoker=on",

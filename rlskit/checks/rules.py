@@ -459,3 +459,41 @@ def old_server(facts: Facts) -> Iterator[Hit]:
     if why is not None:
         yield Hit("server", why, "upgrade PostgreSQL to the release named")
 
+
+def _readable_by_app(facts: Facts, relation: str) -> list[str]:
+    """The application roles (or PUBLIC) that may SELECT from `relation`."""
+    return sorted({g.grantee for g in facts.grants if g.relation == relation
+                   and g.privilege == "SELECT"
+                   and (g.grantee == PUBLIC or g.grantee in facts.scope.app_roles
+                        or any(g.grantee in facts.uses(r) for r in facts.scope.app_roles))})
+
+
+@rule("RLS024", "error", "materialized view over RLS data readable by application roles",
+      "A materialized view stores what its owner saw at the last refresh; no policy applies "
+      "when it is read, so every tenant's rows are served to whoever may select from it.")
+def materialized_rls_data(facts: Facts) -> Iterator[Hit]:
+    for rel in sorted(facts.relations.values(), key=lambda r: r.qualified):
+        if rel.kind != "materialized view":
+            continue
+        protected = [r for r in rel.reads
+                     if r in facts.relations and facts.is_protected(facts.relations[r])]
+        readers = _readable_by_app(facts, rel.qualified)
+        if protected and readers:
+            yield Hit(rel.qualified, f"stores rows of {', '.join(protected)} and "
+                      f"{', '.join(readers)} may read it",
+                      f"REVOKE SELECT ON {_quoted(rel.qualified)} FROM {', '.join(readers)} "
+                      "(serve it through a security_invoker view over the tables instead)")
+
+
+@rule("RLS025", "warning", "foreign table readable by application roles",
+      "Row-level security cannot be enabled on a foreign table: whatever the remote side "
+      "returns reaches every role that may select from it, whatever its tenant.")
+def foreign_table_for_app(facts: Facts) -> Iterator[Hit]:
+    for rel in sorted(facts.relations.values(), key=lambda r: r.qualified):
+        readers = _readable_by_app(facts, rel.qualified) if rel.kind == "foreign table" \
+            else []
+        if readers:
+            yield Hit(rel.qualified, f"{', '.join(readers)} may read it and no policy applies",
+                      f"REVOKE SELECT ON {_quoted(rel.qualified)} FROM {', '.join(readers)}, "
+                      "or waive this rule with the reason the data is not per tenant")
+
