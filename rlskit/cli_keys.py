@@ -16,9 +16,8 @@ import psycopg
 import typer
 from rich.table import Table
 
-from . import keystore
+from . import cli_access, keystore
 from .cli import DatabaseOption, EnvOption, Format, ModelOption, app, err, handled, out
-from .cli_access import model_and_database, say
 from .config import load_config
 from .errors import ConfigError
 from .seal import ContextKey
@@ -32,7 +31,7 @@ app.add_typer(key_app, name="key")
 def _connect(database: str | None, model: str | None, env: str | None
              ) -> tuple[psycopg.Connection, str]:
     config = load_config(model=model, database_url=database)
-    loaded, url = model_and_database(config, env, database)
+    loaded, url = cli_access.model_and_database(config, env, database)
     if not loaded.sealed:
         raise ConfigError("the model does not seal its context (model.context(sealed=False)); "
                           "it has no keys")
@@ -75,10 +74,10 @@ def rotate_command(
         keystore.rotate(conn, schema, key)
     if out_file is not None:
         _write_secret(out_file, key.text())
-        say(f"added context key {key.kid!r}; written to {out_file} (mode 0600)")
+        cli_access.say(f"added context key {key.kid!r}; written to {out_file} (mode 0600)")
     else:
         typer.echo(f"RLSKIT_CONTEXT_KEY={key.text()}")
-        say(f"added context key {key.kid!r}; this is the only time it is shown")
+        cli_access.say(f"added context key {key.kid!r}; this is the only time it is shown")
 
 
 @key_app.command("retire")
@@ -92,7 +91,7 @@ def retire_command(
     with conn:
         if not keystore.retire(conn, schema, key_id):
             raise ConfigError(f"no live context key {key_id!r} (see rlskit key list)")
-    say(f"retired context key {key_id!r}")
+    cli_access.say(f"retired context key {key_id!r}")
 
 
 @key_app.command("list")

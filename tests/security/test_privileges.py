@@ -191,3 +191,44 @@ def test_releases_without_the_rls_fixes_are_named():
     assert "upgrade to 16.5" in upgrade_needed(160004)
     assert "upgrade to 17.1" in upgrade_needed(170000)
     assert "not supported" in upgrade_needed(130022)
+
+
+def test_psql_gets_no_secret_on_its_command_line(tmp_path, dev, prod):
+    """`rlskit connect` hands psql the connection through libpq's environment: the
+    password never appears in argv (where `ps` shows it to every local user)."""
+    import json
+    import os
+    import stat
+    import sys
+
+    from test_access import cli, project
+
+    env = project(tmp_path, dev, prod)
+    fake = tmp_path / "bin" / "psql"
+    fake.parent.mkdir()
+    fake.write_text(f"#!{sys.executable}\nimport json, os, sys\n"
+                    "print(json.dumps({'argv': sys.argv, 'password': os.environ.get("
+                    "'PGPASSWORD'), 'options': os.environ.get('PGOPTIONS')}))\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    env["PATH"] = f"{fake.parent}{os.pathsep}{env.get('PATH', '')}"
+    dev.give("analyst", user=dev.person("alice"))
+    url = psycopg.conninfo.make_conninfo(
+        dev.db.cluster.url(dev.db.name, user=dev.person("alice")), password="s3cret-pw")
+    ran = cli(tmp_path, env, "connect", "--role", "sales_analytics_analyst", "-d", url,
+              "--env", "dev", "--", "-c", "SELECT 1")
+    assert ran.returncode == 0, ran.stderr
+    seen = json.loads(ran.stdout)
+    assert not any("s3cret" in arg for arg in seen["argv"]) and seen["argv"][1:] == \
+        ["-c", "SELECT 1"]
+    assert seen["password"] == "s3cret-pw"
+    assert seen["options"] == f"-c role={dev.role('analyst')}"
+
+
+def test_a_control_character_cannot_smuggle_a_libpq_option():
+    from rlskit.cli_access import _pgoptions
+    from rlskit.errors import ConfigError
+
+    assert _pgoptions("dev analyst") == "-c role=dev\\ analyst"
+    for evil in ("a\t-c role=postgres", "a\n-c role=postgres", "a\x7f"):
+        with pytest.raises(ConfigError, match="control character"):
+            _pgoptions(evil)

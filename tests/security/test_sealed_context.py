@@ -379,3 +379,36 @@ def test_the_same_attack_through_asyncio_and_sqlalchemy_gets_nothing(example):
         conn.rollback()
     engine.dispose()
     assert [row for row in seen if row[0] == b] == [] and seen == []
+
+
+def test_the_key_commands_rotate_list_and_retire(example, tmp_path):
+    import json
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    def rlskit(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "rlskit", *args, "-d", example.db.url,
+                               "--model", "rlskit.examples.saas:model"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "RLSKIT_DATABASE_URL": ""})
+
+    made = rlskit("key", "rotate", "--id", "k-file", "--out", str(tmp_path / "app.key"))
+    assert made.returncode == 0, made.stderr
+    assert stat.S_IMODE((tmp_path / "app.key").stat().st_mode) == 0o600
+    from_file = ContextKey.parse((tmp_path / "app.key").read_text())
+    assert from_file.kid == "k-file" and from_file.text() not in made.stdout + made.stderr
+    printed = rlskit("key", "rotate", "--id", "k-printed")
+    assert printed.returncode == 0 and printed.stdout.startswith("RLSKIT_CONTEXT_KEY=k-printed:")
+    with example.db.connect() as conn:
+        assert key_status(conn, "rlskit", from_file) == "ok"
+        assert key_status(conn, "rlskit", ContextKey.parse(
+            printed.stdout.strip().partition("=")[2])) == "ok"
+    assert rlskit("key", "retire", "k-file").returncode == 0
+    listed = json.loads(rlskit("key", "list", "--format", "json").stdout)
+    assert [(k["id"], k["retired_at"] is not None) for k in listed][-2:] == \
+        [("k-file", True), ("k-printed", False)]
+    again = rlskit("key", "retire", "k-file")
+    assert again.returncode == 2 and "no live context key 'k-file'" in again.stderr
+    assert rlskit("key", "rotate", "--id", "k-printed").returncode == 2  # ids are unique
