@@ -46,7 +46,8 @@ ORDER BY 1, 2"""
 
 _RELATIONS = """
 SELECT c.oid, n.nspname, c.relname, c.relkind, c.relrowsecurity, c.relforcerowsecurity,
-       pg_catalog.obj_description(c.oid, 'pg_class') = %(marker)s AS marked
+       pg_catalog.obj_description(c.oid, 'pg_class') = %(marker)s AS marked,
+       pg_catalog.pg_get_userbyid(c.relowner)
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = ANY(%(schemas)s) AND c.relkind IN ('r', 'p', 'v')"""
 
@@ -54,7 +55,7 @@ _TABLE_GRANTS = """
 SELECT n.nspname, c.relname, g.rolname, acl.privilege_type, NULL::text
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace,
      pg_catalog.aclexplode(c.relacl) acl JOIN pg_catalog.pg_roles g ON g.oid = acl.grantee
-WHERE c.oid = ANY(%(oids)s) AND g.rolname = ANY(%(roles)s)
+WHERE c.oid = ANY(%(oids)s) AND g.rolname = ANY(%(roles)s) AND acl.grantee <> c.relowner
 UNION ALL
 SELECT n.nspname, c.relname, g.rolname, acl.privilege_type, a.attname
 FROM pg_catalog.pg_attribute a
@@ -62,7 +63,7 @@ JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace,
      pg_catalog.aclexplode(a.attacl) acl JOIN pg_catalog.pg_roles g ON g.oid = acl.grantee
 WHERE c.oid = ANY(%(oids)s) AND g.rolname = ANY(%(roles)s) AND a.attnum > 0
-  AND NOT a.attisdropped
+  AND NOT a.attisdropped AND acl.grantee <> c.relowner
 ORDER BY 1, 2, 3, 4, 5"""
 
 _POLICIES = """
@@ -161,6 +162,8 @@ def read_catalog(conn: psycopg.Connection, model: Model) -> list[o.DbObject]:
     """Everything of `model`'s that exists in the database `conn` is connected to."""
     version = conn.info.server_version // 10000
     roles = [model.role_name(r) for r in model.roles.values()]
+    if model.owner_name is not None:
+        roles.append(model.owner_name)
     schemas = sorted({model.helpers_schema} | {s for s, _ in model.tables}
                      | {s for s, _ in model.views})
     params = {"roles": roles, "schemas": schemas, "marker": o.MARKER,
@@ -195,11 +198,14 @@ def read_catalog(conn: psycopg.Connection, model: Model) -> list[o.DbObject]:
     relations = conn.execute(_RELATIONS, params).fetchall()
     tables = {(s, n): oid for oid, s, n, kind, *_ in relations
               if kind in "rp" and (s, n) in model.tables}
-    views = {(s, n): oid for oid, s, n, kind, _, _, marked in relations
+    views = {(s, n): oid for oid, s, n, kind, _, _, marked, _ in relations
              if kind == "v" and ((s, n) in model.views or marked)}
     params["oids"] = list(tables.values()) + list(views.values())
     out += _grants(conn.execute(_TABLE_GRANTS, params).fetchall())
-    out += [o.RowSecurity(s, n, force) for _, s, n, kind, rls, force, _ in relations
+    if model.owner_name is not None:  # a table owned by anyone else is to be given to it
+        out += [o.TableOwner(s, n, owner) for _, s, n, _, _, _, _, owner in relations
+                if (s, n) in tables and owner == model.owner_name]
+    out += [o.RowSecurity(s, n, force) for _, s, n, kind, rls, force, _, _ in relations
             if (s, n) in tables and rls]
     declared = {(t.schema, t.name, p.name) for t in model.tables.values() for p in t.policies}
     for schema, table, name, permissive, cmd, pol_roles, using, check, marked in conn.execute(

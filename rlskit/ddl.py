@@ -161,6 +161,12 @@ def _(obj: o.TableGrant, pg_version: int) -> list[sql.Composable]:
 
 
 @create.register
+def _(obj: o.TableOwner, pg_version: int) -> list[sql.Composable]:
+    return [sql.SQL("ALTER TABLE {} OWNER TO {}").format(Ident(obj.schema, obj.table),
+                                                         Ident(obj.owner))]
+
+
+@create.register
 def _(obj: o.RowSecurity, pg_version: int) -> list[sql.Composable]:
     table = Ident(obj.schema, obj.table)
     stmts: list[sql.Composable] = [
@@ -265,6 +271,13 @@ def _(obj: o.SchemaUsage, pg_version: int) -> list[sql.Composable]:
 @drop.register
 def _(obj: o.TableGrant, pg_version: int) -> list[sql.Composable]:
     return [_revoke(obj, obj.privileges)]
+
+
+@drop.register
+def _(obj: o.TableOwner, pg_version: int) -> list[sql.Composable]:
+    """Back to whoever runs the migration (the table's creator, as before rlskit)."""
+    return [sql.SQL("ALTER TABLE {} OWNER TO CURRENT_USER").format(
+        Ident(obj.schema, obj.table))]
 
 
 @drop.register
@@ -397,5 +410,6 @@ def _(obj: o.Membership, pg_version: int) -> list[sql.Composable]:
 @update.register(o.HelperFunction)
 @update.register(o.AccessStore)
 @update.register(o.ContextSeal)
+@update.register(o.TableOwner)
 def _(obj: o.DbObject, pg_version: int) -> list[sql.Composable]:
     return create(obj, pg_version)  # CREATE OR REPLACE

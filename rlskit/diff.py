@@ -24,7 +24,8 @@ from .target import target_objects
 __all__ = ["Change", "compare", "diff_database", "drift_sql"]
 
 _KIND_ORDER = [o.Schema, o.ContextSeal, o.HelperFunction, o.AccessStore, o.Role, o.Membership,
-               o.SchemaUsage, o.FunctionGrant, o.TableGrant, o.RowSecurity, o.Policy, o.View]
+               o.SchemaUsage, o.FunctionGrant, o.TableGrant, o.TableOwner, o.RowSecurity,
+               o.Policy, o.View]
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ _SECTIONS: list[tuple[type, str]] = [
     (o.SchemaUsage, "Schema usage"),
     (o.FunctionGrant, "Who may run rlskit's functions (never PUBLIC)"),
     (o.TableGrant, "Table and view privileges"),
+    (o.TableOwner, "Table owner (NOLOGIN, no BYPASSRLS: FORCE binds it)"),
     (o.RowSecurity, "Row-level security"),
     (o.Policy, "Policies"),
     (o.View, "Restricted views"),

@@ -357,6 +357,7 @@ class Model:
         self.admins: list[tuple[Role | str, Role | str]] = []  # (admin, role it grants)
         self.products: dict[str, DataProduct] = {}
         self.sealed = True  # see context()
+        self.table_owner: str | None = None  # see owner()
 
     # -- declarations -----------------------------------------------------------------
 
@@ -395,6 +396,19 @@ class Model:
                     connection_limit=_connection_limit(name, connection_limit))
         self.roles[name] = role
         return role
+
+    def owner(self, name: str) -> None:
+        """Declare the NOLOGIN role (no BYPASSRLS, nobody's member) that owns every table
+        the model declares: the migrations hand the tables to it, so that neither the
+        migrating superuser nor an application role owns them (FORCE binds an owner, but
+        not a superuser or a BYPASSRLS one)."""
+        self._new_role_name(name)
+        self.table_owner = name
+
+    @property
+    def owner_name(self) -> str | None:
+        """The database name of the tables' owner role, if the model declares one."""
+        return None if self.table_owner is None else self.role_prefix + self.table_owner
 
     def authenticator(self, name: str, roles: Iterable[Role | str] | None = None) -> Role:
         """Declare the LOGIN NOINHERIT role apps connect as; it may SET ROLE to `roles`
@@ -552,7 +566,7 @@ class Model:
         _check_name("role", self.role_prefix + name if isinstance(name, str) else name)
         if name.lower() in RESERVED_ROLE_NAMES or (self.role_prefix + name).startswith("pg_"):
             raise ModelError(f"role name {name!r} is reserved by PostgreSQL")
-        if name in self.roles:
+        if name in self.roles or name == getattr(self, "table_owner", None):
             raise ModelError(f"role {name!r} is declared twice")
 
     def _add_table(self, table: Any, schema: str | None, tenant_column: str | None,

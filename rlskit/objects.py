@@ -26,6 +26,7 @@ __all__ = [
     "Schema",
     "SchemaUsage",
     "TableGrant",
+    "TableOwner",
     "View",
     "rename_roles",
 ]
@@ -165,6 +166,19 @@ class TableGrant:
 
 
 @dataclass(frozen=True)
+class TableOwner:
+    """``ALTER TABLE schema.table OWNER TO owner``: who owns a protected table."""
+
+    schema: str
+    table: str
+    owner: str
+
+    @property
+    def key(self) -> tuple:
+        return ("owner", self.schema, self.table)
+
+
+@dataclass(frozen=True)
 class RowSecurity:
     schema: str
     table: str
@@ -206,7 +220,7 @@ class View:
 
 DbObject = (
     Schema | ContextSeal | HelperFunction | AccessStore | Role | Membership | SchemaUsage
-    | FunctionGrant | TableGrant | RowSecurity | Policy | View
+    | FunctionGrant | TableGrant | TableOwner | RowSecurity | Policy | View
 )
 
 
@@ -218,7 +232,7 @@ def rename_roles(obj: DbObject, rename: Callable[[str], str]) -> DbObject:
         return replace(obj, role=rename(obj.role), member=rename(obj.member))
     if isinstance(obj, (SchemaUsage, FunctionGrant, TableGrant)):
         return replace(obj, role=rename(obj.role))
-    if isinstance(obj, ContextSeal):
+    if isinstance(obj, (ContextSeal, TableOwner)):
         return replace(obj, owner=rename(obj.owner))
     if isinstance(obj, Policy):
         roles = obj.roles if obj.roles is None else tuple(map(rename, obj.roles))

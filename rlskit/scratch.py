@@ -47,10 +47,10 @@ def install_model(conn: psycopg.Connection, model: Model, owner: str) -> None:
 
 
 def create_tables(conn: psycopg.Connection, owner: str, tables: list[Any]) -> None:
-    """Create `owner`, a plain LOGIN role (so FORCE binds it), the tables' schemas, and as
+    """Create `owner`, a plain NOLOGIN role (so FORCE binds it), the tables' schemas, and as
     that role the SQLAlchemy `tables` with their indexes, in the given (dependency) order."""
     dialect = postgresql.dialect()
-    conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(owner)))
+    conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(owner)))
     conn.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(owner)))
     for schema in sorted({t.schema for t in tables if t.schema} - {"public"}):
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(

@@ -37,6 +37,8 @@ def target_objects(model: Model, pg_version: int) -> list[o.DbObject]:
     out += [o.Role(model.role_name(r), login=r.login, inherit=not r.login, settings=r.limits,
                    connection_limit=-1 if r.connection_limit is None else r.connection_limit)
             for r in model.roles.values()]
+    if model.owner_name is not None:
+        out.append(o.Role(model.owner_name, login=False, inherit=True))
     out += _memberships(model)
     out += _schema_usage(model)
     if model.sealed:
@@ -46,6 +48,8 @@ def target_objects(model: Model, pg_version: int) -> list[o.DbObject]:
     for table in model.tables.values():
         out += [o.TableGrant(table.schema, table.name, model.role_name(role), privs)
                 for role, privs in table.grants.items()]
+    if model.owner_name is not None:
+        out += [o.TableOwner(t.schema, t.name, model.owner_name) for t in model.tables.values()]
     for table in model.tables.values():
         if table.rls:
             out.append(o.RowSecurity(table.schema, table.name, force=True))

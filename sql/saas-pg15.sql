@@ -148,6 +148,14 @@ BEGIN
   END IF;
 END
 $$;
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'owner') THEN
+    CREATE ROLE owner WITH NOLOGIN
+                       INHERIT;
+  END IF;
+END
+$$;
 
 -- Role hierarchy and authenticator memberships
 GRANT read_only TO member;
@@ -244,6 +252,12 @@ GRANT SELECT
     , UPDATE (status)
   ON TABLE public.flow
   TO runner;
+
+-- Table owner (NOLOGIN, no BYPASSRLS: FORCE binds it)
+ALTER TABLE public.tenant OWNER TO owner;
+ALTER TABLE public.users OWNER TO owner;
+ALTER TABLE public.membership OWNER TO owner;
+ALTER TABLE public.flow OWNER TO owner;
 
 -- Row-level security
 ALTER TABLE public.tenant ENABLE ROW LEVEL SECURITY;

@@ -47,6 +47,18 @@ class Example:
             conn.rollback()
 
 
+@contextmanager
+def owner_login(example: Example) -> Iterator[str]:
+    """The tables' owner, NOLOGIN, allowed to log in for the block (tests that act as it)."""
+    with example.db.connect(autocommit=True) as admin:
+        admin.execute(sql.SQL("ALTER ROLE {} LOGIN").format(sql.Identifier(example.owner)))
+        try:
+            yield example.owner
+        finally:
+            admin.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(
+                sql.Identifier(example.owner)))
+
+
 def make_example(db: ScratchDatabase, **seed_options: int) -> Example:
     model = build_model(role_prefix=db.role_prefix)
     owner = db.role_prefix + "owner"

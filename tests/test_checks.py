@@ -162,6 +162,9 @@ CASES = [
          "CREATE FOREIGN DATA WRAPPER {prefix}fdw; CREATE SERVER {prefix}remote FOREIGN DATA "
          "WRAPPER {prefix}fdw; CREATE FOREIGN TABLE invoices (id int) SERVER {prefix}remote;",
          "public.invoices", "REVOKE SELECT ON public.invoices FROM {read_only}"),
+    Case("RLS026", "ALTER TABLE flow OWNER TO CURRENT_USER;",  # the test's superuser
+         "ALTER TABLE flow OWNER TO {owner};",
+         "public.flow", "declare model.owner(\"owner\") and migrate"),
     Case("RLS017",
          "ALTER ROLE {app_authenticator} SET app.tenant_id = "
          "'00000000-0000-0000-0000-000000000001';",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from conftest import owner_login
 from psycopg import errors
 
 TENANT_TABLES = ("tenant", "membership", "flow")
@@ -163,7 +164,7 @@ def test_view_is_security_invoker(example):
 
 def test_table_owner_is_bound_too(example):
     a = example.data.a
-    with example.db.connect(user=example.owner) as conn:
+    with owner_login(example) as owner, example.db.connect(user=owner) as conn:
         assert conn.execute("SELECT count(*) FROM flow").fetchone()[0] == 0
         conn.execute("SELECT set_config('app.tenant_id', %s, true)", [str(a.id)])
         with pytest.raises(errors.InsufficientPrivilege, match="row-level security"):

@@ -78,8 +78,14 @@ def migrated(rlskit_db: ScratchDatabase, model) -> ScratchDatabase:
     return rlskit_db
 
 
-def test_the_repository_has_three_revisions_the_last_sealing_the_context():
-    third = SCRIPTS.get_revision(HEAD)
+def test_the_repository_has_four_revisions_sealing_the_context_then_owning_the_tables():
+    fourth = SCRIPTS.get_revision(HEAD)
+    owning = Path(fourth.path).read_text()
+    for op in ("op.create_role('owner', login=False, inherit=True)",
+               "op.set_owner('flow', schema='public', owner='owner')",
+               "op.reset_owner('flow', schema='public', owner='owner')"):
+        assert op in owning
+    third = SCRIPTS.get_revision(fourth.down_revision)
     second = SCRIPTS.get_revision(third.down_revision)
     assert second.down_revision == FIRST
     source = Path(second.path).read_text()
@@ -92,7 +98,7 @@ def test_the_repository_has_three_revisions_the_last_sealing_the_context():
                "op.grant('EXECUTE', function='sealed_setting', to='member'",
                "op.drop_context_seal("):
         assert op in sealing
-    for script in (FIRST, second.revision, HEAD):
+    for script in (FIRST, second.revision, third.revision, HEAD):
         twin = Path(SCRIPTS.get_revision(script).path).with_suffix(".sql")
         assert twin.read_text().splitlines()[2].startswith("-- Summary: +")
 
@@ -107,7 +113,7 @@ def test_scaffold_autogenerate_upgrade_then_nothing_left(tmp_path, rlskit_db, mo
     first = revision(settings, "everything", rlskit_db.url, model=model)
     assert first is not None and first.path.is_file()
     policies = [o for o in target_objects(model, rlskit_db.version) if isinstance(o, Policy)]
-    assert "+4 tables" in first.summary and "+5 roles" in first.summary
+    assert "+4 tables" in first.summary and "+6 roles" in first.summary
     assert f"+{len(policies)} policies" in first.summary
     twin = first.sql_path.read_text()
     assert "-- Summary: " + first.summary in twin

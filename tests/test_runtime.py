@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import Example
+from conftest import Example, owner_login
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
@@ -204,7 +204,7 @@ def test_check_connection_refuses_roles_that_bypass_rls(example: Example) -> Non
             pytest.raises(UnsafeConnectionError, match=r"is a superuser .*connect as the "
                                                        rf"model's authenticator '{auth}'"):
         check_connection(conn, example.model)
-    with example.db.connect(user=example.owner) as conn, \
+    with owner_login(example) as owner, example.db.connect(user=owner) as conn, \
             pytest.raises(UnsafeConnectionError,
                           match=rf"'{example.owner}' owns public\.flow, public\.membership"):
         check_connection(conn, example.model)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import Example
+from conftest import Example, owner_login
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
@@ -60,7 +60,8 @@ def test_engines_refuse_unsafe_connections_and_other_drivers(example: Example) -
     engine = create_engine(engine_url(example, user=example.owner))
     install(engine, example.model)
     try:
-        with pytest.raises(UnsafeConnectionError, match="owns public.flow"), engine.connect():
+        with owner_login(example), pytest.raises(UnsafeConnectionError,
+                                                 match="owns public.flow"), engine.connect():
             pass
     finally:
         engine.dispose()

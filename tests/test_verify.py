@@ -4,7 +4,7 @@ broken variants are reported cell by cell."""
 from __future__ import annotations
 
 import pytest
-from conftest import Example
+from conftest import Example, owner_login
 
 from rlskit.errors import ConfigError
 from rlskit.examples.saas import build_model
@@ -115,7 +115,7 @@ def test_a_side_channel_that_shows_another_tenants_row_is_reported(example):
 
 
 def test_verify_needs_a_superuser_and_the_tables(example):
-    with example.db.connect(user=example.owner) as conn, \
+    with owner_login(example) as owner, example.db.connect(user=owner) as conn, \
             pytest.raises(ConfigError, match="must connect as a superuser"):
         verify_database(conn, example.model)
     model = build_model(role_prefix="nowhere_")

@@ -497,3 +497,18 @@ def foreign_table_for_app(facts: Facts) -> Iterator[Hit]:
                       f"REVOKE SELECT ON {_quoted(rel.qualified)} FROM {', '.join(readers)}, "
                       "or waive this rule with the reason the data is not per tenant")
 
+
+@rule("RLS026", "error", "protected table owned by a role that bypasses row-level security",
+      "FORCE ROW LEVEL SECURITY binds a table's owner, but not a superuser or BYPASSRLS "
+      "owner: whoever runs as the owner (a migration, a maintenance job, a view it owns) "
+      "sees every tenant.")
+def owned_by_bypassing_role(facts: Facts) -> Iterator[Hit]:
+    for rel in _tables(facts):
+        owner = facts.roles.get(rel.owner or "")
+        if owner is not None and facts.is_protected(rel) and (owner.superuser
+                                                              or owner.bypassrls):
+            what = "a superuser" if owner.superuser else "BYPASSRLS"
+            yield Hit(rel.qualified, f"owned by {owner.name!r}, {what}",
+                      "declare model.owner(\"owner\") and migrate (the tables go to a NOLOGIN "
+                      f"role), or ALTER TABLE {_quoted(rel.qualified)} OWNER TO <such a role>")
+

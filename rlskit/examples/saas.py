@@ -73,6 +73,7 @@ def build_model(role_prefix: str = "") -> Model:
     admin = model.role("tenant_admin", inherits=member)
     runner = model.role("runner")
     model.authenticator("app_authenticator")
+    model.owner("owner")  # NOLOGIN, no BYPASSRLS: owns the tables, so FORCE binds it
     # Who gets which role: the token's "role" claim, its "groups", or an attribute
     model.assign(read_only, role_claim="viewer")
     model.assign(member, role_claim="member")

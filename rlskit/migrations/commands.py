@@ -24,7 +24,7 @@ __all__ = ["Revision", "alembic_config", "downgrade", "migrate", "revision", "su
 
 _PLURALS = {"policy": "policies", "row security": "row security"}
 _NOUNS = ["table", "schema", "context seal", "helper", "access store", "role", "membership",
-          "grant", "row security", "policy", "view"]
+          "grant", "owner", "row security", "policy", "view"]
 
 
 @dataclass(frozen=True)

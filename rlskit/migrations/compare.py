@@ -35,7 +35,8 @@ _CREATE: dict[type, type[ops.RlsOp]] = {
     o.HelperFunction: ops.CreateHelpersOp,
     o.AccessStore: ops.CreateAccessStoreOp, o.Role: ops.CreateRoleOp,
     o.Membership: ops.GrantRoleOp, o.SchemaUsage: ops.GrantOp, o.FunctionGrant: ops.GrantOp,
-    o.TableGrant: ops.GrantOp, o.RowSecurity: ops.EnableRlsOp, o.Policy: ops.CreatePolicyOp,
+    o.TableGrant: ops.GrantOp, o.TableOwner: ops.SetOwnerOp,
+    o.RowSecurity: ops.EnableRlsOp, o.Policy: ops.CreatePolicyOp,
     o.View: ops.CreateViewOp,
 }
 _DROP: dict[type, type[ops.RlsOp]] = {
@@ -43,7 +44,8 @@ _DROP: dict[type, type[ops.RlsOp]] = {
     o.HelperFunction: ops.DropHelpersOp,
     o.AccessStore: ops.DropAccessStoreOp, o.Role: ops.DropRoleOp,
     o.Membership: ops.RevokeRoleOp, o.SchemaUsage: ops.RevokeOp, o.FunctionGrant: ops.RevokeOp,
-    o.TableGrant: ops.RevokeOp, o.RowSecurity: ops.DisableRlsOp, o.Policy: ops.DropPolicyOp,
+    o.TableGrant: ops.RevokeOp, o.TableOwner: ops.ResetOwnerOp,
+    o.RowSecurity: ops.DisableRlsOp, o.Policy: ops.DropPolicyOp,
     o.View: ops.DropViewOp,
 }
 
@@ -71,7 +73,7 @@ def _alter_ops(old: o.DbObject, new: o.DbObject) -> list[ops.RlsOp]:
         return [ops.AlterPolicyOp(new, existing=old, clauses=list(clauses))]
     kind = {o.Role: ops.AlterRoleOp, o.Membership: ops.GrantRoleOp,
             o.HelperFunction: ops.ReplaceHelpersOp, o.AccessStore: ops.ReplaceAccessStoreOp,
-            o.ContextSeal: ops.ReplaceContextSealOp,
+            o.ContextSeal: ops.ReplaceContextSealOp, o.TableOwner: ops.SetOwnerOp,
             o.View: ops.ReplaceViewOp}[type(new)]
     return [kind(_wrap(new), existing=_wrap(old))]
 

@@ -460,6 +460,59 @@ class RevokeOp(_PrivilegeOp):
 GrantOp.undo = RevokeOp
 
 
+# -- table ownership -------------------------------------------------------------------------
+
+
+class _OwnerOp(RlsOp):
+    noun = "owner"
+
+    def arguments(self) -> tuple[list[Any], dict[str, Any]]:
+        return [self.obj.table], {"schema": self.obj.schema, "owner": self.obj.owner}
+
+
+@_register
+class SetOwnerOp(_OwnerOp):
+    """``ALTER TABLE … OWNER TO owner``; with `existing`, a change of owner."""
+
+    name = "set_owner"
+
+    @property
+    def sign(self) -> str:  # type: ignore[override]
+        return "+" if self.existing is None else "~"
+
+    @classmethod
+    def invoke(cls, operations: Operations, table: str, *, owner: str,
+               schema: str | None = None) -> None:
+        """Give a table to `owner` (the model's NOLOGIN owner role)."""
+        schema, table = _split(table, schema)
+        operations.invoke(cls(o.TableOwner(schema, table, owner)))
+
+    def statements(self, pg_version: int) -> list[sql.Composable]:
+        return create(self.obj, pg_version)
+
+    def reverse(self) -> RlsOp:
+        if self.existing is None or self.existing == self.obj:
+            return ResetOwnerOp(self.obj, existing=self.obj)
+        return SetOwnerOp(self.existing, existing=self.obj)
+
+
+@_register
+class ResetOwnerOp(_OwnerOp):
+    """``ALTER TABLE … OWNER TO CURRENT_USER``: back to the role running the migration."""
+
+    name, sign, undo = "reset_owner", "-", SetOwnerOp
+
+    @classmethod
+    def invoke(cls, operations: Operations, table: str, *, owner: str,
+               schema: str | None = None) -> None:
+        """The reverse of ``op.set_owner`` with the same arguments."""
+        schema, table = _split(table, schema)
+        operations.invoke(cls(o.TableOwner(schema, table, owner)))
+
+    def statements(self, pg_version: int) -> list[sql.Composable]:
+        return drop(self.obj, pg_version)
+
+
 # -- row security ----------------------------------------------------------------------------
 
 
