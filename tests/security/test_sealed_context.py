@@ -11,10 +11,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import psycopg
 import pytest
-from conftest import Example
+from conftest import Example, owner_login
 from psycopg import errors, sql
 
 from rlskit.context import RequestContext, for_role
@@ -218,7 +219,8 @@ def test_calling_the_verifier_directly_gives_nothing_useful(example):
                                   "runner", "table owner"])
 def test_no_application_role_reads_or_writes_the_keys(example, role):
     login = example.owner if role == "table owner" else example.role("app_authenticator")
-    with example.db.connect(user=login) as conn:
+    with (owner_login(example) if role == "table owner" else nullcontext()), \
+            example.db.connect(user=login) as conn:
         if role not in ("app_authenticator", "table owner"):
             conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(example.role(role))))
         for statement in ("SELECT * FROM rlskit.context_key",
