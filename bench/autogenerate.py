@@ -12,9 +12,7 @@ alone at 1,000; ``--quick`` keeps it to seconds.
 from __future__ import annotations
 
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import psycopg
 from alembic.autogenerate import produce_migrations
@@ -82,7 +80,7 @@ def run(quick: bool = False) -> dict:
     compared_up_to = 50 if quick else 200  # alembic_utils beyond this takes too long
     rows = []
     checks = {}
-    with tempfile.TemporaryDirectory() as tmp, open_cluster(Path(tmp)) as cluster:
+    with open_cluster() as cluster:
         for size in sizes:
             with cluster.database() as db:
                 with db.connect() as conn:

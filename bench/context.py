@@ -20,7 +20,6 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -109,7 +108,7 @@ async def _interleaved_async(variants: dict[str, Callable[[int], Awaitable[objec
 
 def run(quick: bool = False) -> dict:
     batch, rounds = (200, 3) if quick else (2000, 7)
-    with tempfile.TemporaryDirectory() as tmp, open_cluster(Path(tmp)) as cluster, \
+    with open_cluster() as cluster, \
             cluster.database() as db:
         model, ctx = _prepare(db.url, db.role_prefix)
         app_url = cluster.url(db.name, user=model.role_name("app_authenticator"))

@@ -8,9 +8,7 @@ normalisation, comparison). Reports min/median/max and the cost per table across
 from __future__ import annotations
 
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import psycopg
 
@@ -32,7 +30,7 @@ def run(quick: bool = False) -> dict:
     sizes = (50, 200) if quick else (100, 1000)
     rounds = 2 if quick else 3
     rows, policies = [], {}
-    with tempfile.TemporaryDirectory() as tmp, open_cluster(Path(tmp)) as cluster:
+    with open_cluster() as cluster:
         for size in sizes:
             with cluster.database() as db, db.connect() as conn:
                 _install(conn, size)

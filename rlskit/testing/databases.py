@@ -9,18 +9,18 @@ PostgreSQL 18 wheel).
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ..scratch import drop_database
-from ..server import LocalServer
+from ..server import LocalServer, private_workdir
 
 __all__ = ["Cluster", "ScratchDatabase", "local_cluster", "open_cluster"]
 
@@ -79,7 +79,7 @@ class ScratchDatabase:
 
 
 @contextmanager
-def open_cluster(workdir: Path) -> Iterator[Cluster]:
+def open_cluster() -> Iterator[Cluster]:
     """The session's cluster, chosen from the environment (see the module docstring)."""
     url = os.environ.get("RLSKIT_TEST_DATABASE_URL")
     if url:
@@ -93,16 +93,19 @@ def open_cluster(workdir: Path) -> Iterator[Cluster]:
             params = conninfo_to_dict(pg.get_connection_url())
             yield Cluster(make_conninfo(**params))
         return
-    with local_cluster(workdir, os.environ.get("RLSKIT_TEST_PG_BIN")) as cluster:
+    with local_cluster(os.environ.get("RLSKIT_TEST_PG_BIN")) as cluster:
         yield cluster
 
 
 @contextmanager
-def local_cluster(workdir: Path, bin_dir: str | None = None) -> Iterator[Cluster]:
-    """A throwaway server from `bin_dir` (default: the embedded one) under `workdir`."""
-    server = LocalServer(workdir / "pgdata", bin_dir=bin_dir, durable=False)
-    server.start()
+def local_cluster(bin_dir: str | None = None) -> Iterator[Cluster]:
+    """A throwaway server from `bin_dir` (default: the embedded one) in a private
+    directory of its own, removed afterwards."""
+    home = private_workdir()
+    server = LocalServer(home / "pgdata", bin_dir=bin_dir, durable=False)
     try:
+        server.start()
         yield Cluster(server.url())
     finally:
         server.destroy()
+        shutil.rmtree(home, ignore_errors=True)

@@ -27,8 +27,8 @@ from .policy import PolicyDatabase
 
 
 @pytest.fixture(scope="session")
-def rlskit_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with open_cluster(tmp_path_factory.mktemp("rlskit-pg")) as cluster:
+def rlskit_cluster() -> Iterator[Cluster]:
+    with open_cluster() as cluster:
         yield cluster
 
 
