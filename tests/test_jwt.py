@@ -112,6 +112,11 @@ def jwks_server(keys: Keys) -> Iterator[dict]:
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             state["hits"] += 1
+            if state.get("refuse"):
+                self.send_response(401)
+                self.end_headers()
+                self.wfile.write(b"secret-token-in-the-body")
+                return
             body = json.dumps(state["document"]).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -149,6 +154,21 @@ def test_unknown_kids_do_not_hammer_the_jwks_endpoint(keys: Keys, jwks_server: d
         with pytest.raises(TokenError, match="is not in the JWKS"):
             check.verify(sign(claims(), keys.rsa_other, "RS256", kid=f"random-{i}"))
     assert jwks_server["hits"] == 1
+
+
+def test_cached_keys_expire_when_the_jwks_cannot_be_read_again(keys: Keys, jwks_server: dict
+                                                                ) -> None:
+    check = verifier(secret=None, jwks_url=jwks_server["url"], jwks_ttl=0.2,
+                     jwks_min_refresh=0)
+    token = sign(claims(), keys.rsa, "RS256", kid="k1")
+    check.verify(token)
+    jwks_server["refuse"] = True
+    time.sleep(0.25)
+    check.verify(token)  # a failed refresh keeps the keys for a while
+    time.sleep(0.3)
+    with pytest.raises(TokenError) as stale:
+        check.verify(token)  # then they expire
+    assert str(stale.value) == "cannot read the JWKS (HTTP 401)"  # no URL, no body
 
 
 def test_unreachable_jwks_is_a_clear_error(keys: Keys) -> None:
