@@ -30,7 +30,7 @@ from psycopg import errors, sql
 
 from .errors import ConfigError
 from .objects import ContextSeal
-from .render import Ident
+from .render import Ident, dollar_quoted
 from .seal import KEY_CHECK, SEAL_SETTING, ContextKey
 from .sqltext import SEALED_READER
 
@@ -88,7 +88,7 @@ RETURN coalesce((SELECT CASE WHEN k.retired_at IS NOT NULL THEN 'retired'
 
 
 def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+    return sql.Literal(text).as_string()
 
 
 def verifier_source(obj: ContextSeal) -> str:
@@ -101,14 +101,7 @@ def _owner_role(owner: str) -> sql.Composable:
     body = (f"\nBEGIN\n  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = "
             f"{_literal(owner)}) THEN\n    CREATE ROLE {quote(owner)} NOLOGIN "
             "NOINHERIT;\n  END IF;\nEND\n")
-    return sql.SQL("DO {}").format(sql.SQL(_dollar(body)))
-
-
-def _dollar(body: str) -> str:
-    tag = "rlskit"
-    while f"${tag}$" in body:
-        tag += "_"
-    return f"${tag}${body}${tag}$"
+    return sql.SQL("DO {}").format(sql.SQL(dollar_quoted(body)))
 
 
 def _functions(schema: str) -> list[tuple[sql.Composable, sql.Composable]]:
@@ -130,7 +123,7 @@ def create_keystore(obj: ContextSeal) -> list[sql.Composable]:
         sql.SQL("COMMENT ON TABLE {} IS {}").format(table, sql.Literal(KEYSTORE_COMMENT)),
         sql.SQL("CREATE OR REPLACE FUNCTION {}(caller name, setting text) RETURNS text "
                 "LANGUAGE plpgsql STABLE PARALLEL SAFE {} AS {}").format(
-            Ident(obj.schema, VERIFIER), _DEFINER, sql.SQL(_dollar(verifier_source(obj)))),
+            Ident(obj.schema, VERIFIER), _DEFINER, sql.SQL(dollar_quoted(verifier_source(obj)))),
         sql.SQL(_STATUS).format(status=Ident(obj.schema, KEY_STATUS), definer=_DEFINER,
                                 check=sql.Literal(KEY_CHECK), table=table),
     ]

@@ -17,7 +17,7 @@ from pglast.printers import node_printer
 from pglast.stream import maybe_double_quote_name
 from psycopg import sql
 
-__all__ = ["Ident", "render", "render_uncached"]
+__all__ = ["Ident", "dollar_quoted", "render", "render_uncached"]
 
 
 class Ident(sql.Identifier):
@@ -43,6 +43,14 @@ _PLACEHOLDER = re.compile(r"\bzq[a-y]+z*\b")
 _MIN_CACHED_WIDTH = 4
 _CACHE_LIMIT = 4096
 _shapes: dict[str, str] = {}
+
+
+def dollar_quoted(body: str) -> str:
+    """`body` dollar-quoted with a tag that does not occur in it (a function or DO body)."""
+    tag = "rlskit"
+    while f"${tag}$" in body:
+        tag += "_"
+    return f"${tag}${body}${tag}$"
 
 
 def render_uncached(statement: sql.Composable) -> str:

@@ -21,7 +21,7 @@ from .errors import UnsafeConnectionError
 from .keystore import KEY_STATUS
 from .model import Model
 from .releases import upgrade_needed
-from .seal import current_key
+from .seal import ContextKey, current_key
 
 __all__ = [
     "check_connection",
@@ -112,17 +112,16 @@ def _verdict(rows: list[tuple[str, str, str | None]], model: Model,
                                     f"{'; '.join(problems)}; {use}")
 
 
-def _key_query(model: Model) -> tuple[sql.Composable, list[str]]:
-    key = current_key()
+def _key_query(model: Model, key: ContextKey) -> tuple[sql.Composable, list[str]]:
     query = sql.SQL("SELECT {}(%s, %s), extract(epoch FROM statement_timestamp())::float8"
                     ).format(sql.Identifier(model.helpers_schema, KEY_STATUS))
     return query, [key.kid, key.probe()]
 
 
-def _key_verdict(status: str, db_time: float, model: Model) -> None:
+def _key_verdict(status: str, db_time: float, key: ContextKey) -> None:
     """Refuse to start with a key the database does not accept, or a clock so far off
     that seals expire (or live too long) by the database's clock."""
-    kid = current_key().kid
+    kid = key.kid
     if status != "ok":
         why = {"unknown": "is not known to the database (add it with `rlskit key rotate`, "
                           "or give the application the key that command printed)",
@@ -130,10 +129,10 @@ def _key_verdict(status: str, db_time: float, model: Model) -> None:
                "mismatch": "does not match the database's key of that id"}[status]
         raise UnsafeConnectionError(f"the application's context key {kid!r} {why}")
     skew = db_time - time.time()
-    if abs(skew) > current_key().ttl / 2:
+    if abs(skew) > key.ttl / 2:
         raise UnsafeConnectionError(
             f"this machine's clock is {abs(skew):.0f} s {'behind' if skew > 0 else 'ahead of'}"
-            f" the database's, more than half the seal's lifetime ({current_key().ttl} s): "
+            f" the database's, more than half the seal's lifetime ({key.ttl} s): "
             "synchronise the clocks or raise ttl in [tool.rlskit.context]")
 
 
@@ -154,7 +153,8 @@ def check_connection(conn: psycopg.Connection, model: Model) -> None:
             _verdict(cur.execute(_CHECK, _check_params(model)).fetchall(), model,
                      conn.info.server_version)
             if model.sealed:
-                _key_verdict(*cur.execute(*_key_query(model)).fetchone(), model)
+                key = current_key()
+                _key_verdict(*cur.execute(*_key_query(model, key)).fetchone(), key)
     except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedFunction):
         raise _no_verifier(model) from None
     finally:
@@ -170,8 +170,9 @@ async def check_connection_async(conn: psycopg.AsyncConnection, model: Model) ->
             await cur.execute(_CHECK, _check_params(model))
             _verdict(await cur.fetchall(), model, conn.info.server_version)
             if model.sealed:
-                await cur.execute(*_key_query(model))
-                _key_verdict(*await cur.fetchone(), model)
+                key = current_key()
+                await cur.execute(*_key_query(model, key))
+                _key_verdict(*await cur.fetchone(), key)
     except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedFunction):
         raise _no_verifier(model) from None
     finally:

@@ -23,7 +23,7 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
@@ -31,8 +31,9 @@ from json.encoder import encode_basestring as _json  # a JSON string literal (C,
 from pathlib import Path
 from typing import Any
 
-from .context import RequestContext
+from .context import RequestContext, context_settings
 from .errors import ConfigError, ContextError
+from .model import Model
 
 __all__ = [
     "DEFAULT_KEY_ENV",
@@ -42,6 +43,7 @@ __all__ = [
     "current_key",
     "payload",
     "seal_setting",
+    "sealed_settings",
     "session_settings",
     "use_key",
 ]
@@ -59,7 +61,6 @@ def payload(role: str, settings: Iterable[tuple[str, str]]) -> str:
     database reads the values from this body, once its MAC verifies)."""
     fields = "".join(f",{_json(name)}:{_json(value)}" for name, value in settings)
     return f'{{"role":{_json(role)}{fields}}}'
-
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,14 @@ def session_settings(ctx: RequestContext, key: ContextKey | None = None
     if ctx.sealed:
         out += (seal_setting(ctx.role, ctx.settings, key),)
     return out
+
+
+def sealed_settings(model: Model, role: str, values: Mapping[str, Any],
+                    key: ContextKey | None = None) -> tuple[tuple[str, str], ...]:
+    """The context settings of a transaction acting as database role `role` with context
+    `values` (any role, unlike a `RequestContext`'s) and, for a sealed model, their seal."""
+    settings = context_settings(model, values)
+    return settings + ((seal_setting(role, settings, key),) if model.sealed else ())
 
 
 def seal_setting(role: str, settings: tuple[tuple[str, str], ...],

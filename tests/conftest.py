@@ -11,11 +11,10 @@ import pytest
 from products import Environment
 from psycopg import sql
 
-from rlskit.context import context_settings
 from rlskit.examples.install import ExampleData, install
 from rlskit.examples.saas import build_model
 from rlskit.model import Model
-from rlskit.seal import seal_setting
+from rlskit.seal import sealed_settings
 from rlskit.testing import Cluster, ScratchDatabase
 
 
@@ -39,9 +38,8 @@ class Example:
                 conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(self.role(role))))
             values = {k: v for k, v in (("tenant_id", tenant), ("user_id", user)) if v is not None}
             if values:  # sealed, as the runtime sends them
-                settings = context_settings(self.model, values)
                 role_name = self.role(role) if role is not None else self.role("app_authenticator")
-                for name, value in (*settings, seal_setting(role_name, settings)):
+                for name, value in sealed_settings(self.model, role_name, values):
                     conn.execute("SELECT set_config(%s, %s, true)", [name, value])
             yield conn
             conn.rollback()

@@ -23,10 +23,10 @@ import psycopg
 from psycopg import sql
 
 from ..config import load_config, load_model
-from ..context import RequestContext, claim_values, context_settings, for_role
+from ..context import RequestContext, claim_values, for_role
 from ..errors import ConfigError
 from ..model import Model, Role
-from ..seal import seal_setting
+from ..seal import sealed_settings
 from .grants import PRODUCT_KINDS, AccessError, read_store
 
 __all__ = ["check", "connect", "context_for", "explain", "product_roles", "roles_held"]
@@ -49,11 +49,9 @@ def roles_held(conn: psycopg.Connection, model: Model, values: Mapping[str, Any]
                ) -> list[str]:
     """The model's product roles (database names) a caller with these context values
     holds."""
-    settings = context_settings(model, values)
-    if model.sealed:  # the store believes a context sealed for the session's login
-        settings += (seal_setting(conn.info.user, settings),)
+    # the store believes a context sealed for the session's login
     with conn.transaction(force_rollback=True):  # the settings go with it
-        for name, value in settings:
+        for name, value in sealed_settings(model, conn.info.user, values):
             conn.execute("SELECT pg_catalog.set_config(%s, %s, true)", [name, value])
         rows = read_store(conn, model, "roles_held")
     known = product_roles(model)

@@ -28,7 +28,7 @@ from __future__ import annotations
 from psycopg import sql
 
 from ..objects import MARKER
-from ..render import Ident
+from ..render import Ident, dollar_quoted
 from ..sqltext import SEALED_READER
 
 __all__ = ["FUNCTIONS", "GRANT_KINDS", "RUNTIME_FUNCTIONS", "SEALED_SUFFIX", "STORE_COMMENT",
@@ -192,13 +192,6 @@ _REVOKE_BODY = _CHECKS + """
 END"""
 
 
-def _dollar(body: str) -> str:
-    tag = "rlskit"
-    while f"${tag}$" in body:
-        tag += "_"
-    return f"${tag}${body}${tag}$"
-
-
 def _matching(names: dict[str, sql.Composable], schema: str, sealed: bool,
               caller: str) -> sql.Composable:
     """The roles granted to the request context; `sealed`: only values whose seal verifies
@@ -240,7 +233,7 @@ def create_store(schema: str, settings_prefix: str, sealed: bool = False
                              ("revoke_access", _REVOKE_BODY, "revoke")):
         text = sql.SQL(body.replace("{verb}", verb)).format(**names).as_string()
         out.append(sql.SQL(_CHANGE_ACCESS).format(name=sql.Identifier(name),
-                                                  body=sql.SQL(_dollar(text)), **names))
+                                                  body=sql.SQL(dollar_quoted(text)), **names))
     out += [sql.SQL("REVOKE ALL ON FUNCTION {}({}) FROM PUBLIC").format(
         Ident(schema, name), sql.SQL(args)) for name, args in FUNCTIONS.items()]
     return out

@@ -25,7 +25,7 @@ from ..context import context_settings
 from ..errors import ConfigError
 from ..keystore import rotate
 from ..model import ROW_COMMANDS, Model
-from ..seal import ContextKey, seal_setting
+from ..seal import ContextKey, sealed_settings
 from ..target import target_objects
 from .promise import Actor, Promises, actors
 from .seed import Seeded, insert_row, insert_statement, row_values, seed
@@ -185,10 +185,9 @@ class _Run:
         values = self.seeded.contexts.get(context)
         if not values:
             return ()
-        settings = context_settings(self.model, values)
-        if self.key is None or actor is None:
-            return settings
-        return (*settings, seal_setting(actor.name, settings, self.key))
+        if actor is None:
+            return context_settings(self.model, values)
+        return sealed_settings(self.model, actor.name, values, self.key)
 
     def attempt(self, actor: Actor, context: str, work: Callable[[], str], *,
                 keys: bool = True) -> str:
