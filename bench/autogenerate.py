@@ -24,9 +24,9 @@ from sqlalchemy import MetaData, create_engine, pool
 import rlskit.migrations  # noqa: F401 - registers the rlskit plugin
 from rlskit import Claim, Model, generate_sql
 from rlskit import objects as o
-from rlskit.sqlalchemy import sqlalchemy_url
 from rlskit.target import target_objects
 from rlskit.testing import open_cluster
+from rlskit.urls import sqlalchemy_url
 
 ROLES = ("member", "app_authenticator")
 

@@ -32,8 +32,8 @@ from rlskit.model import Model
 from rlskit.psycopg import transaction
 from rlskit.seal import ContextKey, use_key
 from rlskit.sqlalchemy import install as install_engine
-from rlskit.sqlalchemy import sqlalchemy_url
 from rlskit.testing import open_cluster
+from rlskit.urls import sqlalchemy_url
 
 ITEMS = 1000
 QUERY = "SELECT payload FROM bench_item WHERE id = %s"

@@ -25,16 +25,20 @@ from .config import Config, load_config, load_model
 from .diff import diff_database, drift_sql
 from .errors import ConfigError, RlskitError
 from .generate import DEFAULT_PG_VERSION, generate_sql
+from .migrations.commands import alembic_config
 from .model import Model
-from .server import LocalServer
+from .urls import libpq_url
 
 app = typer.Typer(help="Declare, generate, migrate, test and trust Postgres row-level security.",
+                  rich_markup_mode=None,
                   no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="The embedded development PostgreSQL server (.rlskit/pgdata).",
-                     no_args_is_help=True)
+                     rich_markup_mode=None, no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
 out = Console()
+if not out.is_terminal:  # piped: one line per table row, never SQL wrapped mid-identifier
+    out = Console(width=10_000)
 err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 _state = {"debug": False}
@@ -48,9 +52,21 @@ class Format(str, Enum):
     json = "json"
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        typer.echo(f"rlskit {version('rlskit')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option(help="Show tracebacks on errors.")] = False
-          ) -> None:
+def _main(
+    debug: Annotated[bool, typer.Option(help="Show tracebacks on errors.")] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", help="Print rlskit's version and exit.", is_eager=True,
+        callback=_print_version)] = False,
+) -> None:
     _state["debug"] = debug
 
 
@@ -79,28 +95,43 @@ def _first_line(exc: BaseException | None) -> str:
     return text.splitlines()[0] if text else repr(exc)
 
 
-def _dev_server(config: Config) -> LocalServer:
-    return LocalServer(config.state_dir / "pgdata")
-
-
-def database_or_dev_server(config: Config) -> str:
-    """The configured database, else the embedded development server (started if needed)."""
-    if config.database_url:
-        return config.database_url
-    server = _dev_server(config)
-    with err.status("starting the embedded PostgreSQL server…"):
-        server.start()
+def dev_server_url(config: Config) -> str:
+    """The embedded development server's superuser URL, started if needed."""
+    server = config.dev_server()
+    if not server.is_running():
+        with err.status("starting the embedded PostgreSQL server…"):
+            server.start()
     return server.url()
+
+
+def database_or_dev_server(config: Config, database: str | None = None) -> str:
+    """`database`, else the configured database, else the development server."""
+    url = database or config.database_url
+    return libpq_url(url) if url else dev_server_url(config)
+
+
+def model_and_database(config: Config, env: str | None, database: str | None
+                       ) -> tuple[Model, str]:
+    """The model (under the environment's role prefix) and the database to work on:
+    ``--database``, the environment's, the configured one, else the development server.
+    The model is loaded first, so a broken project starts no server."""
+    if env is None:
+        return load_model(config.model, config.root), database_or_dev_server(config, database)
+    model, url = in_environment(config, env, database)
+    if url is None:
+        raise ConfigError(f"environment {env!r} has no database: set database_url in "
+                          f"[tool.rlskit.environments.{env}] or "
+                          f"RLSKIT_{env.upper()}_DATABASE_URL")
+    return model, libpq_url(url)
 
 
 DatabaseOption = Annotated[str | None, typer.Option(
     "--database", "-d", help="Database URL (default: RLSKIT_DATABASE_URL, DATABASE_URL, "
     "database_url in [tool.rlskit], else the embedded development server).")]
-def in_environment(config: Config, env: str | None, database: str | None
-                 ) -> tuple[Model | None, str | None]:
+
+
+def in_environment(config: Config, env: str, database: str | None) -> tuple[Model, str | None]:
     """The model under the environment's role prefix and the environment's database."""
-    if env is None:
-        return None, database
     environment = config.environment(env)
     model = load_model(config.model, config.root).with_role_prefix(environment.role_prefix)
     return model, database or environment.database_url
@@ -137,9 +168,7 @@ def sql_command(
 @app.command()
 @handled
 def diff(
-    database: Annotated[str | None, typer.Option(
-        "--database", "-d", help="Database URL (default: RLSKIT_DATABASE_URL, DATABASE_URL, "
-        "or database_url in [tool.rlskit]).")] = None,
+    database: DatabaseOption = None,
     model: ModelOption = None,
     env: EnvOption = None,
 ) -> None:
@@ -148,12 +177,8 @@ def diff(
     Compares by meaning (expressions as the server prints them); objects the model does not
     manage are ignored. The database is not changed.
     """
-    config = load_config(model=model, database_url=database)
-    in_env, url = in_environment(config, env, database)
-    loaded = in_env or load_model(config.model, config.root)
-    url = url or config.database_url
-    if not url:
-        raise ConfigError("no database: pass --database URL or set RLSKIT_DATABASE_URL")
+    config = load_config(model=model)
+    loaded, url = model_and_database(config, env, database)
     with psycopg.connect(url) as conn:
         changes = diff_database(conn, loaded)
         script = drift_sql(changes, conn.info.server_version // 10000)
@@ -174,31 +199,39 @@ class CheckFormat(str, Enum):
 @app.command()
 @handled
 def check(
-    database: Annotated[str | None, typer.Option(
-        "--database", "-d", help="Lint this live database (all user schemas, managed or "
-        "not) instead of the model alone.")] = None,
+    database: DatabaseOption = None,
     model: ModelOption = None,
+    env: EnvOption = None,
+    model_only: Annotated[bool, typer.Option(
+        "--model-only", help="Lint the model alone, for --pg-version, without a database.")
+    ] = False,
     pg_version: Annotated[int, typer.Option(
-        help="Without --database: the PostgreSQL major version to lint for.")
+        help="With --model-only: the PostgreSQL major version to lint for.")
     ] = DEFAULT_PG_VERSION,
     fmt: Annotated[CheckFormat, typer.Option("--format", help="Output format.")
                    ] = CheckFormat.text,
 ) -> None:
     """Lint for row-level security mistakes; exit 1 on any unwaived error.
 
-    Each finding names its rule (RLS001…), the object, why it matters and the fix.
-    Waive a rule for one object in the model: model.waive("RLS007", "public.t", reason=…).
+    Lints the live database (every user schema, managed by rlskit or not; the same default
+    database as the other commands), or with --model-only the model alone. Each finding
+    names its rule (RLS001…), the object, why it matters and the fix. Waive a rule for one
+    object in the model: model.waive("RLS007", "public.t", reason=…).
     """
     from .checks import check_database, check_model, has_errors
     from .checks.report import as_json, as_sarif, as_table
 
     config = load_config(model=model)
-    loaded = load_model(config.model, config.root)
-    if database is None:
+    if model_only:
+        if database or env:
+            raise ConfigError("--model-only lints the model without a database: drop "
+                              "--database / --env")
+        loaded = load_model(config.model, config.root)
         findings = check_model(loaded, pg_version)
         where = f"the model (PostgreSQL {pg_version})"
     else:
-        with psycopg.connect(database) as conn:
+        loaded, url = model_and_database(config, env, database)
+        with psycopg.connect(url) as conn:
             findings = check_database(conn, loaded)
             where = f"database {conn.info.dbname}"
     if fmt is CheckFormat.json:
@@ -245,11 +278,12 @@ def verify(
     config = load_config(model=model)
     loaded = load_model(config.model, config.root)
     if database is None:
-        admin_url = database_or_dev_server(config)
+        admin_url = database_or_dev_server(config)  # the configured server, else the dev one
         with err.status("building a scratch database and probing every role × table…"):
             matrix = verify_scratch(admin_url, loaded)
     else:
-        with psycopg.connect(database) as conn, err.status("probing every role × table…"):
+        with psycopg.connect(libpq_url(database)) as conn, \
+                err.status("probing every role × table…"):
             matrix = verify_database(conn, loaded)
     if fmt is VerifyFormat.json:
         typer.echo(json.dumps(as_json(matrix), indent=2))
@@ -291,13 +325,23 @@ def graph(
 @app.command()
 @handled
 def init(
-    directory: Annotated[str, typer.Option(help="Where the migrations go.")] = "migrations",
+    directory: Annotated[str | None, typer.Option(
+        help="Where the migrations go (default: [tool.rlskit] migrations, else migrations).")
+    ] = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", help="Your model as package.module:attribute (default: a stub in "
+        "rls_model.py).")] = None,
+    metadata: Annotated[str | None, typer.Option(
+        "--metadata", help="The SQLAlchemy metadata Alembic manages, e.g. "
+        "myapp.models:Base.metadata (default: rlskit's objects only).")] = None,
 ) -> None:
-    """Scaffold migrations/ wired to rlskit, a model stub and the pyproject settings."""
+    """Scaffold migrations/ wired to rlskit, the model (or a stub) and the pyproject
+    settings ([tool.rlskit], and [tool.alembic] so plain `alembic` works too)."""
     from .migrations.scaffold import init as scaffold
 
-    root = load_config().root
-    for path in scaffold(root, directory):
+    config = load_config()
+    root = config.root
+    for path in scaffold(root, directory or config.migrations, model, metadata):
         err.print(f"wrote {path.relative_to(root)}", highlight=False)
 
 
@@ -311,10 +355,11 @@ def revision(
     """Autogenerate a revision from the model (and a .sql twin for review)."""
     from .migrations.commands import revision as autogenerate
 
-    config = load_config(model=model, database_url=database)
-    url = database_or_dev_server(config)  # may show its own status: not inside the one below
+    config = load_config(model=model)
+    alembic_config(config)  # the project has migrations, before any server starts
+    loaded, url = model_and_database(config, None, database)  # may show its own status
     with err.status("comparing the model with the database…"):
-        written = autogenerate(config, message, url)
+        written = autogenerate(config, message, url, model=loaded)
     if written is None:
         err.print("no changes: the database already matches the model; no revision written",
                   highlight=False)
@@ -328,20 +373,31 @@ SqlOption = Annotated[bool, typer.Option("--sql", help="Print the SQL instead of
 
 def _move(direction: str, target: str, sql: bool, database: str | None,
           pg_version: int | None, env: str | None) -> None:
+    from .migrations.commands import current
     from .migrations.commands import migrate as run
 
-    config = load_config(database_url=database)
-    model, database = in_environment(config, env, database)
-    if env is not None and database is None and not sql:
-        raise ConfigError(f"environment {env!r} has no database: set database_url in "
-                          f"[tool.rlskit.environments.{env}] or RLSKIT_{env.upper()}_DATABASE_URL")
-    url = None if sql else (database or database_or_dev_server(config))
-    with err.status(f"{direction[:-1]}ing to {target}…"):
-        typer.echo(run(direction, config, target, url, pg_version, sql=sql, model=model),
+    config = load_config()
+    if sql:
+        model = in_environment(config, env, database)[0] if env else None
+        typer.echo(run(direction, config, target, None, pg_version, sql=True, model=model),
                    nl=False)
-    if not sql:
-        where = f" ({env})" if env else ""
-        err.print(f"{direction}d to {target}{where}", highlight=False)
+        return
+    alembic_config(config)
+    model, url = model_and_database(config, env, database)
+    before = current(config, url)
+    with err.status(f"{direction[:-1]}ing to {target}…"):
+        run(direction, config, target, url, pg_version, model=model)
+    after = current(config, url)
+    where = f" ({env})" if env else ""
+    if before == after:
+        err.print(f"already at {target}{where}: {_revisions(after)}", highlight=False)
+    else:
+        err.print(f"{direction}d{where} from {_revisions(before)} to {_revisions(after)}",
+                  highlight=False)
+
+
+def _revisions(revisions: tuple[str, ...]) -> str:
+    return ", ".join(revisions) if revisions else "base (no revision)"
 
 
 @app.command()
@@ -371,6 +427,72 @@ def downgrade(
     _move("downgrade", target, sql, database, pg_version, env)
 
 
+@app.command("current")
+@handled
+def current_command(database: DatabaseOption = None, env: EnvOption = None) -> None:
+    """Print the revision the database is at."""
+    from .migrations.commands import current
+
+    config = load_config()
+    alembic_config(config)
+    _, url = model_and_database(config, env, database)
+    typer.echo(_revisions(current(config, url)))
+
+
+@app.command("history")
+@handled
+def history_command(fmt: Annotated[Format, typer.Option("--format", help="Output format.")
+                                   ] = Format.text) -> None:
+    """List the project's revisions, newest first."""
+    from .migrations.commands import history
+
+    scripts = history(load_config())
+    if fmt is Format.json:
+        typer.echo(json.dumps([{"revision": s.revision, "down_revision": s.down_revision,
+                                "message": s.doc, "head": s.is_head} for s in scripts],
+                              indent=2))
+        return
+    for script in scripts:
+        head = " (head)" if script.is_head else ""
+        typer.echo(f"{script.down_revision or '<base>'} -> {script.revision}{head}, {script.doc}")
+
+
+@app.command("status")
+@handled
+def status_command(
+    database: DatabaseOption = None,
+    env: EnvOption = None,
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.text,
+) -> None:
+    """Say where the database stands: its revision, the head, the revisions still to apply,
+    and whether the model has changes no revision captures; exit 1 when something is to do
+    (`rlskit migrate`, or `rlskit revision`)."""
+    from .migrations.commands import status
+
+    config = load_config()
+    alembic_config(config)
+    model, url = model_and_database(config, env, database)
+    with err.status("comparing the database with the revisions and the model…"):
+        found = status(config, url, model)
+    if fmt is Format.json:
+        typer.echo(json.dumps({"current": list(found.current), "heads": list(found.heads),
+                               "pending": list(found.pending),
+                               "uncaptured": found.uncaptured}, indent=2))
+    else:
+        typer.echo(f"database: {_revisions(found.current)}")
+        typer.echo(f"head:     {_revisions(found.heads)}")
+        if found.pending:
+            typer.echo(f"pending:  {len(found.pending)} revision(s) to apply "
+                       f"({', '.join(found.pending)}): run `rlskit migrate`")
+        elif found.uncaptured:
+            typer.echo(f"model:    changes no revision captures ({found.uncaptured}): run "
+                       "`rlskit revision -m MESSAGE`")
+        else:
+            typer.echo("model:    every change is in a revision; the database is up to date")
+    if found.pending or found.uncaptured:
+        raise typer.Exit(1)
+
+
 @app.command()
 @handled
 def demo(
@@ -386,7 +508,7 @@ def demo(
     from .examples.saas import build_model
 
     if admin_url is None:
-        server = _dev_server(load_config())
+        server = load_config().dev_server()
         with err.status("starting the embedded PostgreSQL server…"):
             server.start()
         admin_url = server.url()
@@ -412,7 +534,7 @@ def demo(
 @handled
 def db_start() -> None:
     """Start (initialising if needed) the development server."""
-    server = _dev_server(load_config())
+    server = load_config().dev_server()
     server.start()
     typer.echo(server.url())
 
@@ -421,14 +543,14 @@ def db_start() -> None:
 @handled
 def db_stop() -> None:
     """Stop the development server."""
-    _dev_server(load_config()).stop()
+    load_config().dev_server().stop()
 
 
 @db_app.command("status")
 @handled
 def db_status() -> None:
     """Say whether the development server is running; exit 1 when it is not."""
-    server = _dev_server(load_config())
+    server = load_config().dev_server()
     running = server.is_running()
     typer.echo(f"running (PostgreSQL {server.version}) at {server.url()}" if running
                else "stopped")
@@ -440,7 +562,7 @@ def db_status() -> None:
 @handled
 def db_url() -> None:
     """Print the development server's superuser connection URL."""
-    typer.echo(_dev_server(load_config()).url())
+    typer.echo(load_config().dev_server().url())
 
 
 # registers `rlskit access`, `rlskit connect` and `rlskit key`

@@ -26,18 +26,16 @@ from .cli import (
     Format,
     ModelOption,
     app,
-    database_or_dev_server,
     err,
     handled,
-    in_environment,
+    model_and_database,
     out,
 )
-from .config import Config, load_config, load_model
+from .config import load_config
 from .errors import ConfigError
-from .model import Model
 from .server import embedded_bin_dir
 
-access_app = typer.Typer(
+access_app = typer.Typer(rich_markup_mode=None,
     help="Who holds a data product's roles: grants to users, groups and attribute rules, "
          "kept as data in the database with an audit trail.", no_args_is_help=True)
 app.add_typer(access_app, name="access")
@@ -54,16 +52,6 @@ ReasonOption = Annotated[str, typer.Option("--reason", help="Why (kept in the au
 
 def say(text: str, console: Console = err) -> None:
     console.print(text, markup=False, highlight=False, soft_wrap=True)
-
-
-def model_and_database(config: Config, env: str | None, database: str | None) -> tuple[Model, str]:
-    """The model (under the environment's prefix) and the database to work on."""
-    in_env, url = in_environment(config, env, database)
-    if env is not None and url is None:
-        raise ConfigError(f"environment {env!r} has no database: set database_url in "
-                          f"[tool.rlskit.environments.{env}] or "
-                          f"RLSKIT_{env.upper()}_DATABASE_URL")
-    return in_env or load_model(config.model, config.root), url or database_or_dev_server(config)
 
 
 def _change(verb: str, product: str, role: str, user: str | None, group: str | None,

@@ -17,12 +17,22 @@ import typer
 from rich.table import Table
 
 from . import cli_access, keystore
-from .cli import DatabaseOption, EnvOption, Format, ModelOption, app, err, handled, out
+from .cli import (
+    DatabaseOption,
+    EnvOption,
+    Format,
+    ModelOption,
+    app,
+    err,
+    handled,
+    model_and_database,
+    out,
+)
 from .config import load_config
 from .errors import ConfigError
 from .seal import ContextKey
 
-key_app = typer.Typer(
+key_app = typer.Typer(rich_markup_mode=None,
     help="The keys that seal request contexts: the application signs with one, the database "
          "verifies with every key not retired.", no_args_is_help=True)
 app.add_typer(key_app, name="key")
@@ -31,7 +41,7 @@ app.add_typer(key_app, name="key")
 def _connect(database: str | None, model: str | None, env: str | None
              ) -> tuple[psycopg.Connection, str]:
     config = load_config(model=model, database_url=database)
-    loaded, url = cli_access.model_and_database(config, env, database)
+    loaded, url = model_and_database(config, env, database)
     if not loaded.sealed:
         raise ConfigError("the model does not seal its context (model.context(sealed=False)); "
                           "it has no keys")

@@ -19,6 +19,7 @@ from .model import Model
 
 if TYPE_CHECKING:
     from .jwt import Verifier
+    from .server import LocalServer
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -47,6 +48,14 @@ class Config:
     environments: dict[str, Environment] = field(default_factory=dict)
     jwt: dict = field(default_factory=dict)  # [tool.rlskit.jwt]
     context: dict = field(default_factory=dict)  # [tool.rlskit.context]
+    project: bool = False  # a pyproject.toml with [tool.rlskit] was found
+
+    def require_project(self) -> None:
+        """Refuse to go on outside an rlskit project (before anything is started)."""
+        if not self.project:
+            raise ConfigError(f"no rlskit project in {self.root} or above (no pyproject.toml "
+                              "with [tool.rlskit]): run `rlskit init` first, or pass "
+                              "--database URL")
 
     def environment(self, name: str) -> Environment:
         if name not in self.environments:
@@ -80,6 +89,13 @@ class Config:
             options["public_key"] = path.read_bytes()
         return Verifier(**options)
 
+    def dev_server(self) -> LocalServer:
+        """The project's embedded development server (refused outside a project)."""
+        from .server import LocalServer
+
+        self.require_project()
+        return LocalServer(self.state_dir / "pgdata")
+
     @property
     def state_dir(self) -> Path:
         """Where the embedded development server keeps its data (ignored by git)."""
@@ -100,6 +116,7 @@ def load_config(start: Path | None = None, *, model: str | None = None,
     start = (start or Path.cwd()).resolve()
     pyproject = _find_pyproject(start)
     section: dict = {}
+    data: dict = {}
     if pyproject is not None:
         try:
             data = tomllib.loads(pyproject.read_text())
@@ -117,6 +134,7 @@ def load_config(start: Path | None = None, *, model: str | None = None,
         environments=_environments(section.get("environments", {}), pyproject),
         jwt=_table(section.get("jwt", {}), pyproject, "jwt"),
         context=_table(section.get("context", {}), pyproject, "context"),
+        project="rlskit" in data.get("tool", {}),
     )
 
 
@@ -178,8 +196,9 @@ def _user_frame(exc: BaseException) -> str:
 def load_model(spec: str | None, root: Path | None = None) -> Model:
     """Import ``"package.module:attribute"`` (a Model, or a function returning one)."""
     if not spec:
-        raise ConfigError("no model configured: pass --model package.module:attribute or set "
-                          "model in [tool.rlskit] of pyproject.toml")
+        raise ConfigError("no model configured: set model in [tool.rlskit] of pyproject.toml "
+                          "(`rlskit init` starts a project) or pass --model "
+                          "package.module:attribute")
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ConfigError(f"model {spec!r} must look like package.module:attribute")

@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from pglast import split
 from psycopg import sql
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from .errors import ConfigError
+from .errors import ConfigError, ModelError
 from .generate import generate_sql
 from .model import Model
 
@@ -43,7 +44,32 @@ def install_model(conn: psycopg.Connection, model: Model, owner: str) -> None:
     """Tables from the model's SQLAlchemy definitions, owned by `owner`, and the model's
     SQL for the server's version, in the current transaction."""
     create_tables(conn, owner, table_definitions(model))
-    conn.execute(generate_sql(model, pg_version=conn.info.server_version // 10000))
+    version = conn.info.server_version // 10000
+    script = generate_sql(model, pg_version=version)
+    try:
+        with conn.transaction():
+            conn.execute(script)
+    except psycopg.DatabaseError as exc:
+        raise ModelError(f"the model's SQL fails on PostgreSQL {version} at "
+                         f"{failing_statement(conn, script)}: {_first_line(exc)}") from None
+
+
+def failing_statement(conn: psycopg.Connection, script: str) -> str:
+    """The start of the first statement of `script` the server refuses (each is tried in a
+    savepoint that is rolled back)."""
+    with conn.transaction(force_rollback=True):
+        for statement in split(script):
+            try:
+                with conn.transaction():
+                    conn.execute(statement)
+            except psycopg.DatabaseError:
+                text = " ".join(statement.split())
+                return text[:80] + ("…" if len(text) > 80 else "")
+    return "a statement"
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def create_tables(conn: psycopg.Connection, owner: str, tables: list[Any]) -> None:

@@ -19,8 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
-from sqlalchemy import URL, Engine, event
+from sqlalchemy import Engine, event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
@@ -33,7 +32,7 @@ from .psycopg import apply, apply_async, reset_async
 from .psycopg import reset as reset_connection
 from .runtime import check_connection, check_connection_async
 
-__all__ = ["install", "sqlalchemy_url"]
+__all__ = ["install"]
 
 
 def install(engine: Engine | AsyncEngine, model: Model, *, require: bool = True,
@@ -82,17 +81,3 @@ def install(engine: Engine | AsyncEngine, model: Model, *, require: bool = True,
     event.listen(sync_engine.pool, "reset", reset)
     if check:
         event.listen(sync_engine, "connect", connect)
-
-
-def sqlalchemy_url(url: str) -> str:
-    """A libpq URL (``postgresql://…``) or keyword string (``host=… dbname=…``) as
-    SQLAlchemy's psycopg 3 URL; SQLAlchemy URLs pass through."""
-    scheme, sep, rest = url.partition("://")
-    if sep:
-        return f"postgresql+psycopg://{rest}" if scheme in ("postgres", "postgresql") else url
-    params = conninfo_to_dict(url)
-    return URL.create(
-        "postgresql+psycopg", username=params.pop("user", None),
-        password=params.pop("password", None), database=params.pop("dbname", None),
-        query={k: str(v) for k, v in params.items()},
-    ).render_as_string(hide_password=False)

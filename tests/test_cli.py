@@ -129,19 +129,19 @@ model.waive("RLS013", "public.notes", reason="read through the notes_api view on
 
 
 def test_check_the_example_model_is_clean():
-    result = rlskit("check", "--model", "rlskit.examples.saas:model")
+    result = rlskit("check", "--model-only", "--model", "rlskit.examples.saas:model")
     assert result.returncode == 0, result.stderr
     assert "0 error(s), 0 warning(s), 0 waived" in result.stderr
 
 
 def test_check_json_and_sarif_exit_1_on_errors(tmp_path):
     root = project(tmp_path, LEAKY_MODEL)
-    result = rlskit("check", "--format", "json", cwd=root)
+    result = rlskit("check", "--model-only", "--format", "json", cwd=root)
     assert result.returncode == 1, result.stderr
     found = {(f["rule"], f["object"], f["waived"]) for f in json.loads(result.stdout)}
     assert found == {("RLS013", "public.notes", "read through the notes_api view only"),
                      ("RLS014", "public.notes", None)}
-    sarif = json.loads(rlskit("check", "--format", "sarif", cwd=root).stdout)
+    sarif = json.loads(rlskit("check", "--model-only", "--format", "sarif", cwd=root).stdout)
     assert sarif["version"] == "2.1.0"
     results = sarif["runs"][0]["results"]
     assert [(r["ruleId"], r["level"], "suppressions" in r) for r in results] == [

@@ -135,13 +135,14 @@ def test_cli_diff_exit_codes(example):
         assert fix in drifted.stdout, drifted.stdout
 
 
-def test_cli_diff_without_database_is_exit_2(tmp_path):
+def test_cli_diff_outside_a_project_without_database_is_exit_2(tmp_path):
     env = {k: v for k, v in os.environ.items()
            if k not in ("RLSKIT_DATABASE_URL", "DATABASE_URL")}
     result = subprocess.run([sys.executable, "-m", "rlskit", "diff", "--model",
                              "rlskit.examples.saas:model"], capture_output=True, text=True,
                             env=env, cwd=tmp_path, timeout=120)
-    assert result.returncode == 2 and "no database" in result.stderr
+    assert result.returncode == 2 and "rlskit init" in result.stderr
+    assert "--database URL" in result.stderr and not (tmp_path / ".rlskit").exists()
 
 
 DIRECTORY = "SELECT {} FROM users u JOIN membership m ON m.user_id = u.id"

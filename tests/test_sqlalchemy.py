@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 from rlskit import ConfigError, ContextError, UnsafeConnectionError, as_context
 from rlskit.context import for_role
 from rlskit.examples.saas import Flow
-from rlskit.sqlalchemy import install, sqlalchemy_url
+from rlskit.sqlalchemy import install
+from rlskit.urls import sqlalchemy_url
 
 WHO = text("SELECT current_user::text, rlskit.tenant_id()")
 

@@ -36,6 +36,9 @@ def test_the_example_model_is_proven_in_a_scratch_database(rlskit_cluster):
     assert promises[("read_only", "public.flow", "DELETE")] == "denied"
     assert promises[("owner", "public.flow", "SELECT")] == "no rows"  # FORCE binds the owner
     assert promises[("member", "public.member_directory", "SELECT")] == "own tenant"
+    # leave_tenant: a member deletes its own membership, not the rest of its tenant's
+    assert promises[("member", "public.membership", "DELETE")] == "own rows"
+    assert promises[("tenant_admin", "public.membership", "DELETE")] == "own tenant"
     leave = cells[("member", "public.membership", "DELETE")].observations
     assert [(o.context, o.actual) for o in leave] == [
         ("A", "rows A1"), ("B", "rows B1"), ("none", "no rows")]  # only their own membership

@@ -16,10 +16,9 @@ from alembic import context
 from sqlalchemy import MetaData, create_engine, pool
 
 from ..config import load_config, load_model
-from ..errors import ConfigError
 from ..generate import DEFAULT_PG_VERSION, check_pg_version
 from ..model import Model
-from ..sqlalchemy import sqlalchemy_url
+from ..urls import sqlalchemy_url
 from .compare import PLUGIN
 
 __all__ = ["run_migrations"]
@@ -70,15 +69,18 @@ def run_migrations(target_metadata: MetaData | None = None, model: Model | None 
         "transaction_per_migration": False,
     }
     url = (config.attributes.get("rlskit_database_url")
-           or config.get_main_option("sqlalchemy.url") or settings.database_url)
+           or config.get_section(config.config_ini_section, {}).get("sqlalchemy.url")
+           or settings.database_url)
+    if not url and not context.is_offline_mode():  # as `rlskit migrate`: the dev server
+        server = settings.dev_server()
+        server.start()
+        url = server.url()
     if context.is_offline_mode():
         context.configure(url=sqlalchemy_url(url or "postgresql+psycopg://"),
                           literal_binds=True, **options)
         with context.begin_transaction():
             context.run_migrations()
         return
-    if not url:
-        raise ConfigError("no database: pass --database URL or set RLSKIT_DATABASE_URL")
     engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
     with engine.connect() as connection:
         context.configure(connection=connection, **options)

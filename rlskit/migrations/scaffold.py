@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -18,6 +19,8 @@ __all__ = ["init"]
 
 TEMPLATE = Path(__file__).parent / "template"
 MODEL_MODULE = "rls_model"
+_SPEC = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+_NO_METADATA = "run_migrations(target_metadata=None)\n"
 
 MODEL_STUB = '''"""The row-level security model: who may see and change which rows.
 
@@ -45,15 +48,27 @@ def _append(path: Path, text: str) -> None:
     path.write_text(current + separator + text)
 
 
-def init(root: Path, directory: str = "migrations") -> list[Path]:
-    """Scaffold the project at `root`; returns the files written or changed."""
+def init(root: Path, directory: str = "migrations", model: str | None = None,
+         metadata: str | None = None) -> list[Path]:
+    """Scaffold the project at `root`; returns the files written or changed. `model` is
+    ``package.module:attribute`` (default: a stub in ``rls_model.py``); `metadata` the
+    SQLAlchemy metadata Alembic manages, as ``package.module:Base.metadata``."""
     location = root / directory
     if location.exists() and any(location.iterdir()):
         raise ConfigError(f"{location} already exists and is not empty")
+    for spec, what in ((model, "--model"), (metadata, "--metadata")):
+        if spec is not None and not _SPEC.fullmatch(spec):
+            raise ConfigError(f"{what} {spec!r} must look like package.module:attribute")
     (location / "versions").mkdir(parents=True, exist_ok=True)
-    written = [shutil.copy(TEMPLATE / name, location / name)
-               for name in ("env.py", "script.py.mako")]
-    out = [Path(p) for p in written]
+    shutil.copy(TEMPLATE / "script.py.mako", location / "script.py.mako")
+    env = (TEMPLATE / "env.py").read_text()
+    if metadata is not None:
+        module, _, attribute = metadata.partition(":")
+        head, _, tail = attribute.partition(".")
+        env = env.replace(_NO_METADATA, f"from {module} import {head}\n\n"
+                          f"run_migrations(target_metadata={head}{'.' + tail if tail else ''})\n")
+    (location / "env.py").write_text(env)
+    out = [location / "env.py", location / "script.py.mako"]
 
     pyproject = root / "pyproject.toml"
     try:
@@ -62,18 +77,28 @@ def init(root: Path, directory: str = "migrations") -> list[Path]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{pyproject}: invalid TOML: {exc}") from None
     additions = ""
-    if "rlskit" not in tool:
-        additions += (f'\n[tool.rlskit]\nmodel = "{MODEL_MODULE}:model"\n'
-                      f'migrations = "{directory}"\n')
-        stub = root / f"{MODEL_MODULE}.py"
-        if not stub.exists():
-            stub.write_text(MODEL_STUB)
-            out.append(stub)
+    settings = tool.get("rlskit", {})
+    keys = "".join(f'{key} = "{value}"\n' for key, value in (
+        ("model", model or MODEL_MODULE + ":model"), ("migrations", directory))
+        if key not in settings)
+    if "model" not in settings and model is None and not (root / f"{MODEL_MODULE}.py").exists():
+        (root / f"{MODEL_MODULE}.py").write_text(MODEL_STUB)
+        out.append(root / f"{MODEL_MODULE}.py")
+    header = re.search(r"^\[tool\.rlskit\][ \t]*(#.*)?$", pyproject.read_text(), re.M) \
+        if pyproject.exists() else None
+    if keys and header:  # under the existing header
+        text = pyproject.read_text()
+        pyproject.write_text(text[:header.end()] + "\n" + keys.rstrip("\n") + text[header.end():])
+        out.append(pyproject)
+    elif keys:
+        additions += f"\n[tool.rlskit]\n{keys}"
     if "alembic" not in tool:
-        additions += f'\n[tool.alembic]\nscript_location = "%(here)s/{directory}"\n'
+        additions += (f'\n[tool.alembic]\nscript_location = "%(here)s/{directory}"\n'
+                      'prepend_sys_path = ["%(here)s"]  # env.py imports your package\n')
     if additions:
         _append(pyproject, additions)
-        out.append(pyproject)
+        if pyproject not in out:
+            out.append(pyproject)
 
     gitignore = root / ".gitignore"
     if ".rlskit/" not in (gitignore.read_text().split() if gitignore.exists() else []):

@@ -1,8 +1,11 @@
 """Policy tests in a few lines: a database with the model installed, acting as a user, and
 assertions whose failure messages say who looked at what.
 
-    def test_members_see_only_their_tenant(rlskit_policy_db, acme, globex):
-        with rlskit_policy_db.as_user(role="member", tenant=acme, user=alice) as conn:
+    def test_members_see_only_their_tenant(rlskit_policy_db):
+        acme = rlskit_policy_db.insert("tenant", name="Acme")["id"]
+        globex = rlskit_policy_db.insert("tenant", name="Globex")["id"]
+        rlskit_policy_db.insert("flow", tenant_id=acme, name="onboarding")
+        with rlskit_policy_db.as_user(role="member", tenant=acme) as conn:
             assert_visible(conn, "flow", tenant_id=acme)
             assert_invisible(conn, "flow", tenant_id=globex)
             assert_denied(conn, "DELETE FROM flow")
@@ -21,6 +24,7 @@ from weakref import WeakKeyDictionary
 import psycopg
 import pytest
 from psycopg import errors, sql
+from psycopg.rows import dict_row
 
 from ..config import load_config, load_model
 from ..context import for_role
@@ -46,6 +50,23 @@ class PolicyDatabase:
     def connect(self) -> psycopg.Connection:
         """A superuser connection (setting up data: RLS does not apply)."""
         return self.db.connect()
+
+    def insert(self, table: str, **values: Any) -> dict[str, Any]:
+        """Insert one row into `table` (``name`` or ``schema.name``) as the superuser (RLS
+        does not apply) and commit; returns the row as stored, defaults (``id``) included."""
+        columns = sql.SQL(", ").join(sql.Identifier(c) for c in values)
+        statement = sql.SQL("INSERT INTO {} ({}) VALUES ({}) RETURNING *").format(
+            sql.Identifier(*table.split(".")), columns,
+            sql.SQL(", ").join(sql.Placeholder() * len(values)))
+        if not values:
+            statement = sql.SQL("INSERT INTO {} DEFAULT VALUES RETURNING *").format(
+                sql.Identifier(*table.split(".")))
+        with self.connect() as conn:
+            cursor = conn.cursor(row_factory=dict_row)
+            row = cursor.execute(statement, list(values.values())).fetchone()
+            conn.commit()
+        assert row is not None
+        return row
 
     @contextmanager
     def as_user(self, *, role: str, tenant: Any = None, user: Any = None, commit: bool = False,

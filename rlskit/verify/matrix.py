@@ -55,6 +55,7 @@ class Cell:
     relation: str
     command: str
     observations: tuple[Observation, ...]
+    seeded: tuple[str, ...] = ()  # labels of the relation's seeded rows (A1, B2, …)
 
     @property
     def proven(self) -> bool:
@@ -75,7 +76,9 @@ class Cell:
             return "no rows"
         if seen["none"] or any(label[0] != c for c in TENANTS for label in seen[c]):
             return "beyond own tenant"
-        return "own tenant"
+        whole = all(set(seen[c]) >= {label for label in self.seeded if label[0] == c}
+                    for c in TENANTS)
+        return "own tenant" if whole else "own rows"  # all of its tenant's rows, or some
 
 
 @dataclass(frozen=True)
@@ -417,6 +420,7 @@ def run_matrix(conn: psycopg.Connection, model: Model, owner: str) -> Matrix:
             for actor in run.actors:
                 observations = tuple(probes[command](actor, relation, context)
                                      for context in CONTEXTS)
-                matrix.cells.append(Cell(actor.label, relation, command, observations))
+                matrix.cells.append(Cell(actor.label, relation, command, observations,
+                                         tuple(run.seeded.rows.get(relation, {}))))
     matrix.side_channels = list(run.side_channels())
     return matrix

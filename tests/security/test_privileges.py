@@ -142,7 +142,8 @@ def test_sqlalchemy_resets_a_connection_on_check_in(example):
     from sqlalchemy import create_engine, text
 
     from rlskit.context import as_context
-    from rlskit.sqlalchemy import install, sqlalchemy_url
+    from rlskit.sqlalchemy import install
+    from rlskit.urls import sqlalchemy_url
 
     url = example.db.cluster.url(example.db.name, user=example.role("app_authenticator"))
     engine = create_engine(sqlalchemy_url(url), pool_size=1, max_overflow=0)

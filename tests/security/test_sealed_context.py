@@ -344,7 +344,8 @@ def test_the_same_attack_through_asyncio_and_sqlalchemy_gets_nothing(example):
     from sqlalchemy.ext.asyncio import create_async_engine
 
     from rlskit.context import as_context
-    from rlskit.sqlalchemy import install, sqlalchemy_url
+    from rlskit.sqlalchemy import install
+    from rlskit.urls import sqlalchemy_url
 
     inject = ("SELECT set_config('role', %(role)s, true), "
               "set_config('app.tenant_id', %(tenant)s, true)")

@@ -1,7 +1,9 @@
 """Alembic environment wired to rlskit (written by `rlskit init`).
 
 rlskit reads the model from [tool.rlskit] in pyproject.toml and the database from
-`rlskit migrate` / RLSKIT_DATABASE_URL / DATABASE_URL.
+`rlskit migrate -d` / RLSKIT_DATABASE_URL / DATABASE_URL, else the development server.
+The project's root is importable here (Alembic's prepend_sys_path), with rlskit's
+commands and with plain `alembic` alike.
 """
 
 from rlskit.migrations import run_migrations
