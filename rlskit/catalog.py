@@ -26,7 +26,14 @@ SELECT r.rolname, r.rolcanlogin, r.rolinherit, r.rolbypassrls,
        ARRAY(SELECT c FROM pg_catalog.pg_db_role_setting s, unnest(s.setconfig) c
              WHERE s.setrole = r.oid AND s.setdatabase = 0 ORDER BY c),
        r.rolconnlimit
-FROM pg_catalog.pg_roles r WHERE r.rolname = ANY(%(roles)s) ORDER BY r.rolname"""
+FROM pg_catalog.pg_roles r WHERE r.rolname = ANY(%(model_roles)s) ORDER BY r.rolname"""
+
+# Roles rlskit created (the marker) under the model's prefix: the model may have dropped
+# them, but their grants and memberships here are still rlskit's to revoke.
+_MARKED_ROLES = """
+SELECT r.rolname FROM pg_catalog.pg_roles r
+WHERE pg_catalog.shobj_description(r.oid, 'pg_authid') = %(marker)s
+  AND starts_with(r.rolname, %(prefix)s) ORDER BY 1"""
 
 # Membership options (INHERIT, SET) exist from PostgreSQL 16; before, report them as true.
 _MEMBERSHIPS = """
@@ -34,7 +41,9 @@ SELECT r.rolname, m.rolname, {options}, a.admin_option
 FROM pg_catalog.pg_auth_members a
 JOIN pg_catalog.pg_roles r ON r.oid = a.roleid
 JOIN pg_catalog.pg_roles m ON m.oid = a.member
-WHERE r.rolname = ANY(%(roles)s) AND m.rolname = ANY(%(roles)s) ORDER BY 1, 2"""
+WHERE r.rolname = ANY(%(roles)s) AND m.rolname = ANY(%(roles)s)
+  AND (r.rolname = ANY(%(model_roles)s) OR m.rolname = ANY(%(model_roles)s))
+ORDER BY 1, 2"""
 
 _USAGE = """
 SELECT n.nspname, g.rolname
@@ -77,6 +86,8 @@ FROM pg_catalog.pg_policy p
 JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid = ANY(%(oids)s)
+   OR (n.nspname = ANY(%(schemas)s)  -- made for a table the model no longer declares
+       AND pg_catalog.obj_description(p.oid, 'pg_policy') = %(marker)s)
 ORDER BY 1, 2, 3"""
 
 _VIEWS = """
@@ -166,7 +177,10 @@ def read_catalog(conn: psycopg.Connection, model: Model) -> list[o.DbObject]:
         roles.append(model.owner_name)
     schemas = sorted({model.helpers_schema} | {s for s, _ in model.tables}
                      | {s for s, _ in model.views})
-    params = {"roles": roles, "schemas": schemas, "marker": o.MARKER,
+    dropped = [name for (name,) in conn.execute(
+        _MARKED_ROLES, {"marker": o.MARKER, "prefix": model.role_prefix}) if name not in roles]
+    params = {"roles": roles + dropped, "model_roles": roles, "schemas": schemas,
+              "marker": o.MARKER,
               "helpers": model.helpers_schema, "helper_names": [*model.claims, "claim"],
               "functions": [VERIFIER, KEY_STATUS, *FUNCTIONS]}
     out: list[o.DbObject] = []

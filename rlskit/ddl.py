@@ -100,8 +100,14 @@ def _(obj: o.Role, pg_version: int) -> list[sql.Composable]:
     limit = ([sql.SQL("ALTER ROLE {} CONNECTION LIMIT {}").format(
         Ident(obj.name), sql.Literal(obj.connection_limit))] if obj.connection_limit != -1
         else [])  # an existing role gets its limits too
-    return [sql.SQL("DO {}").format(_dollar_quote(body.as_string())), *limit,
+    return [sql.SQL("DO {}").format(_dollar_quote(body.as_string())), _mark(obj), *limit,
             *_role_settings(obj)]
+
+
+def _mark(role: o.Role) -> sql.Composable:
+    """The comment that lets rlskit find a role's grants once the model has dropped it
+    (roles are cluster-wide and outlive the model; their grants here are revoked)."""
+    return sql.SQL("COMMENT ON ROLE {} IS {}").format(Ident(role.name), sql.Literal(o.MARKER))
 
 
 def _role_settings(obj: o.Role) -> list[sql.Composable]:
@@ -307,12 +313,13 @@ def _(obj: o.View, pg_version: int) -> list[sql.Composable]:
 def alter(old: o.DbObject, new: o.DbObject, pg_version: int) -> list[sql.Composable] | None:
     """Statements turning `old` into `new` (same key), or None if only drop + create will do.
 
-    Grants are added before they are revoked, so no privilege is ever missing mid-way.
+    A grant change revokes, then grants (see `privilege_delta`); run it in one transaction
+    and no session sees the moment between.
     """
     if isinstance(new, o.TableGrant) and isinstance(old, o.TableGrant):
-        added, removed = privilege_delta(old, new)
-        return ([_grant(new, added)] if added else []) + \
-            ([_revoke(new, removed)] if removed else [])
+        revoked, granted = privilege_delta(old, new)
+        return ([_revoke(new, revoked)] if revoked else []) + \
+            ([_grant(new, granted)] if granted else [])
     if isinstance(new, o.Policy) and isinstance(old, o.Policy):
         clauses = policy_delta(old, new)
         return None if clauses is None else [alter_policy(new, **clauses)]
@@ -331,9 +338,41 @@ def alter(old: o.DbObject, new: o.DbObject, pg_version: int) -> list[sql.Composa
 
 def privilege_delta(old: o.TableGrant, new: o.TableGrant
                     ) -> tuple[tuple[Privilege, ...], tuple[Privilege, ...]]:
-    """The privileges `new` adds to `old`, and those it takes away."""
-    return (tuple(p for p in new.privileges if p not in old.privileges),
-            tuple(p for p in old.privileges if p not in new.privileges))
+    """What turns `old` into `new`: the privileges to revoke, then those to grant, compared
+    per (privilege, column) so that an unchanged column keeps its privilege throughout.
+
+    Revoking a table-wide privilege revokes its column privileges too. So a privilege whose
+    table-wide form comes or goes while it also has columns (in `old` or `new`) is restated
+    whole: revoked as `old` has it, granted as `new` has it. The same rule run from `new`
+    to `old` is then the exact reverse (the downgrade).
+    """
+    before, after = _atoms(old.privileges), _atoms(new.privileges)
+    restated = {name for name, column in before ^ after if column is None
+                and any(n == name and c is not None for n, c in before | after)}
+    revoke = {a for a in before if a not in after or a[0] in restated}
+    grant = {a for a in after if a not in before or a[0] in restated}
+    return _grouped(old.privileges, revoke), _grouped(new.privileges, grant)
+
+
+def _atoms(privileges: tuple[Privilege, ...]) -> set[tuple[str, str | None]]:
+    """(privilege, column) pairs; the column None for the table-wide privilege."""
+    return {(p.name, column) for p in privileges for column in (p.columns or (None,))}
+
+
+def _grouped(privileges: tuple[Privilege, ...], atoms: set[tuple[str, str | None]]
+             ) -> tuple[Privilege, ...]:
+    """`atoms` as privilege lists, in the order `privileges` declares them."""
+    out = []
+    for p in privileges:
+        if not p.columns and (p.name, None) in atoms:
+            out.append(Privilege(p.name))
+        columns = tuple(c for c in p.columns if (p.name, c) in atoms)
+        if columns:
+            out.append(Privilege(p.name, columns))
+    merged: dict[tuple[str, bool], tuple[str, ...]] = {}
+    for p in out:  # one entry per privilege and form: SELECT (a), SELECT (b) -> SELECT (a, b)
+        merged[(p.name, bool(p.columns))] = merged.get((p.name, bool(p.columns)), ()) + p.columns
+    return tuple(Privilege(name, columns) for (name, _), columns in merged.items())
 
 
 def policy_delta(old: o.Policy, new: o.Policy) -> dict[str, object] | None:
@@ -384,7 +423,7 @@ def _(obj: o.Role, pg_version: int) -> list[sql.Composable]:
         sql.SQL("INHERIT" if obj.inherit else "NOINHERIT"),
         sql.SQL("BYPASSRLS" if obj.bypassrls else "NOBYPASSRLS"),
         sql.Literal(obj.connection_limit)),
-        sql.SQL("ALTER ROLE {} RESET ALL").format(Ident(obj.name)),
+        sql.SQL("ALTER ROLE {} RESET ALL").format(Ident(obj.name)), _mark(obj),
         *_role_settings(obj)]
 
 

@@ -19,6 +19,7 @@ from .keystore import verifier_source
 from .model import Model
 from .normalize import normalize
 from .render import render
+from .sqltext import canonical_expression
 from .target import target_objects
 
 __all__ = ["Change", "compare", "diff_database", "drift_sql"]
@@ -67,8 +68,11 @@ def fingerprint(obj: o.DbObject, pg_version: int) -> object:
         privileges = tuple(sorted((dataclasses.replace(p, columns=tuple(sorted(p.columns)))
                                    for p in obj.privileges), key=privilege_key))
         return dataclasses.replace(obj, privileges=privileges)
-    if isinstance(obj, o.Policy):
-        return dataclasses.replace(obj, roles=tuple(sorted(obj.roles)))
+    if isinstance(obj, o.Policy):  # commuted = / <> operands, AND / OR terms: the same
+        return dataclasses.replace(
+            obj, roles=tuple(sorted(obj.roles)),
+            using=obj.using and canonical_expression(obj.using),
+            with_check=obj.with_check and canonical_expression(obj.with_check))
     if isinstance(obj, o.View):
         return dataclasses.replace(obj, options=tuple(sorted(obj.options)))
     return obj

@@ -284,6 +284,40 @@ def policy_expression(text: str, schema: str) -> tuple[ast.Node, str]:
     return node, deparse(node)
 
 
+_COMMUTATIVE = {"=", "<>"}
+
+
+@lru_cache(maxsize=4096)
+def canonical_expression(text: str) -> str:
+    """`text` with the operands of ``=`` and ``<>`` and the terms of ``AND`` and ``OR`` in
+    one order, so that rewrites that only commute them compare equal. (The planner is free
+    to evaluate them in any order; SQL promises no short circuit.) Text that does not parse
+    is returned as it is."""
+    try:
+        node = parse_expression(text)
+    except SqlTextError:
+        return text
+    return deparse(_sorted_operands(node))
+
+
+def _sorted_operands(node: ast.Node) -> ast.Node:
+    for field, index, child in list(_children(node)):
+        new = _sorted_operands(child)
+        if index is None:
+            setattr(node, field, new)
+        else:
+            items = list(getattr(node, field))
+            items[index] = new
+            setattr(node, field, tuple(items))
+    if isinstance(node, ast.BoolExpr) and node.boolop != enums.BoolExprType.NOT_EXPR:
+        node.args = tuple(sorted(node.args, key=deparse))
+    elif (isinstance(node, ast.A_Expr) and node.kind == enums.A_Expr_Kind.AEXPR_OP
+          and len(node.name) == 1 and node.name[0].sval in _COMMUTATIVE
+          and node.lexpr is not None and deparse(node.rexpr) < deparse(node.lexpr)):
+        node.lexpr, node.rexpr = node.rexpr, node.lexpr
+    return node
+
+
 def column_refs(node: ast.Node, table: str) -> set[str]:
     """Columns of `table` the expression names: unqualified outside subqueries, or ``table.col``."""
     found: set[str] = set()

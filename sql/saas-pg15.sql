@@ -116,6 +116,8 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON ROLE read_only
+  IS 'managed by rlskit';
 DO $$
 BEGIN
   IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'member') THEN
@@ -124,6 +126,8 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON ROLE member
+  IS 'managed by rlskit';
 DO $$
 BEGIN
   IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'tenant_admin') THEN
@@ -132,6 +136,8 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON ROLE tenant_admin
+  IS 'managed by rlskit';
 DO $$
 BEGIN
   IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'runner') THEN
@@ -140,6 +146,8 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON ROLE runner
+  IS 'managed by rlskit';
 DO $$
 BEGIN
   IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'app_authenticator') THEN
@@ -148,6 +156,8 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON ROLE app_authenticator
+  IS 'managed by rlskit';
 DO $$
 BEGIN
   IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'owner') THEN
@@ -156,6 +166,8 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON ROLE owner
+  IS 'managed by rlskit';
 
 -- Role hierarchy and authenticator memberships
 GRANT read_only TO member;

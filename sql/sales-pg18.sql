@@ -371,6 +371,8 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON ROLE dev_sales_analytics_analyst
+  IS 'managed by rlskit';
 ALTER ROLE dev_sales_analytics_analyst SET statement_timeout TO '2s';
 DO $$
 BEGIN
@@ -380,6 +382,8 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON ROLE dev_sales_analytics_engineer
+  IS 'managed by rlskit';
 DO $$
 BEGIN
   IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'dev_sales_analytics_owner') THEN
@@ -388,6 +392,8 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON ROLE dev_sales_analytics_owner
+  IS 'managed by rlskit';
 DO $$
 BEGIN
   IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'dev_analytics_gateway') THEN
@@ -396,6 +402,8 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON ROLE dev_analytics_gateway
+  IS 'managed by rlskit';
 
 -- Role hierarchy and authenticator memberships
 GRANT dev_sales_analytics_analyst TO dev_analytics_gateway WITH INHERIT FALSE

@@ -17,6 +17,9 @@ BEGIN
 END
 $$;
 
+COMMENT ON ROLE owner
+  IS 'managed by rlskit';
+
 ALTER TABLE public.tenant OWNER TO owner;
 
 ALTER TABLE public.users OWNER TO owner;

@@ -25,6 +25,9 @@ BEGIN
 END
 $$;
 
+COMMENT ON ROLE runner
+  IS 'managed by rlskit';
+
 GRANT runner TO app_authenticator WITH INHERIT FALSE
                                      , SET TRUE;
 

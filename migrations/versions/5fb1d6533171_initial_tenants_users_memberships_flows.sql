@@ -100,6 +100,9 @@ BEGIN
 END
 $$;
 
+COMMENT ON ROLE read_only
+  IS 'managed by rlskit';
+
 DO $$
 BEGIN
   IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'member') THEN
@@ -108,6 +111,9 @@ BEGIN
   END IF;
 END
 $$;
+
+COMMENT ON ROLE member
+  IS 'managed by rlskit';
 
 DO $$
 BEGIN
@@ -118,6 +124,9 @@ BEGIN
 END
 $$;
 
+COMMENT ON ROLE tenant_admin
+  IS 'managed by rlskit';
+
 DO $$
 BEGIN
   IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'app_authenticator') THEN
@@ -126,6 +135,9 @@ BEGIN
   END IF;
 END
 $$;
+
+COMMENT ON ROLE app_authenticator
+  IS 'managed by rlskit';
 
 GRANT read_only TO member WITH INHERIT TRUE
                              , SET FALSE;

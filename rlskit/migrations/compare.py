@@ -57,13 +57,13 @@ def _wrap(obj: o.DbObject) -> object:
 def _alter_ops(old: o.DbObject, new: o.DbObject) -> list[ops.RlsOp]:
     if isinstance(new, o.TableGrant):
         assert isinstance(old, o.TableGrant)
-        added, removed = privilege_delta(old, new)
+        revoked, granted = privilege_delta(old, new)
         out: list[ops.RlsOp] = []
-        if added:  # grant before revoke: no moment without access
-            out.append(ops.GrantOp(dataclasses.replace(new, privileges=added)))
-        if removed:
-            gone = dataclasses.replace(new, privileges=removed)
+        if revoked:  # revoke, then grant: the reverse of the pair is the change back
+            gone = dataclasses.replace(new, privileges=revoked)
             out.append(ops.RevokeOp(gone, existing=gone))
+        if granted:
+            out.append(ops.GrantOp(dataclasses.replace(new, privileges=granted)))
         return out
     if isinstance(new, o.RowSecurity):
         return [(ops.ForceRlsOp if new.force else ops.NoForceRlsOp)(new)]

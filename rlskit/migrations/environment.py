@@ -76,8 +76,10 @@ def run_migrations(target_metadata: MetaData | None = None, model: Model | None 
         server.start()
         url = server.url()
     if context.is_offline_mode():
+        # paramstyle "named": a pyformat driver would print every % of a function body
+        # (PL/pgSQL's RAISE placeholders) as %%
         context.configure(url=sqlalchemy_url(url or "postgresql+psycopg://"),
-                          literal_binds=True, **options)
+                          literal_binds=True, dialect_opts={"paramstyle": "named"}, **options)
         with context.begin_transaction():
             context.run_migrations()
         return

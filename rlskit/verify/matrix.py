@@ -200,8 +200,10 @@ class _Run:
         except psycopg.Error as exc:
             return _outcome(exc)
 
-    def labels(self, relation: str, shape: Shape, keys: list[tuple]) -> list[str]:
-        return [self.seeded.label(relation, tuple(k), shape) for k in keys]
+    def labels(self, relation: str, shape: Shape, keys: list[tuple],
+               columns: tuple[str, ...] | None = None) -> list[str]:
+        """The seeded rows that `keys` (values of `columns`, default the key) name."""
+        return [self.seeded.label(relation, tuple(k), shape, columns) for k in keys]
 
     def key_sql(self, shape: Shape, columns: tuple[str, ...] | None = None) -> sql.Composable:
         return sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c))
@@ -210,18 +212,19 @@ class _Run:
     # -- expected -----------------------------------------------------------------------
 
     def expected_rows(self, actor: Actor, context: str, relation: str,
-                      *predicates: str | None) -> list[str]:
+                      *predicates: str | None, columns: tuple[str, ...] | None = None
+                      ) -> list[str]:
         """Rows of the unfiltered copy for which every predicate holds, as `actor` sees
-        them (None: nothing is admitted)."""
+        them (None: nothing is admitted), named by `columns` (default: the key)."""
         if any(p is None for p in predicates):
             return []
         shape = self.tables[relation]
         where = sql.SQL(" AND ").join(sql.SQL("({})").format(sql.SQL(p)) for p in predicates)
         query = sql.SQL("SELECT {} FROM pg_temp.{} AS {} WHERE {}").format(
-            self.key_sql(shape), self.copies[relation][0], sql.Identifier(shape.name),
+            self.key_sql(shape, columns), self.copies[relation][0], sql.Identifier(shape.name),
             where)  # the predicates are the model's validated, deparsed SQL
         with self.acting(actor, context):
-            return self.labels(relation, shape, self.conn.execute(query).fetchall())
+            return self.labels(relation, shape, self.conn.execute(query).fetchall(), columns)
 
     # -- the commands ---------------------------------------------------------------------
 
@@ -234,18 +237,18 @@ class _Run:
         query = sql.SQL("SELECT {} FROM {}").format(self.key_sql(shape, read),
                                                     sql.Identifier(shape.schema, shape.name))
         actual = self.attempt(actor, context, lambda: _rows(self.labels(
-            relation, shape, self.conn.execute(query).fetchall())))
+            relation, shape, self.conn.execute(query).fetchall(), read)))
         if not self.promises.allowed(actor, relation, "SELECT", read):
             return Observation(context, "denied", actual)
         if shape.kind == "view":
             model_query = sql.SQL("SELECT {} FROM ({}) AS v").format(
                 self.key_sql(shape, read), sql.SQL(self.promises.views[relation].query))
             expected = self.attempt(actor, context, lambda: _rows(self.labels(
-                relation, shape, self.conn.execute(model_query).fetchall())))
-        else:
+                relation, shape, self.conn.execute(model_query).fetchall(), read)))
+        else:  # named by the columns the actor may read (its key, when it may)
             expected = _rows(self.expected_rows(
                 actor, context, relation,
-                self.promises.rows(actor, relation, "SELECT")))
+                self.promises.rows(actor, relation, "SELECT"), columns=read))
         return Observation(context, expected, actual)
 
     def _snapshot(self, relation: str) -> dict[tuple, str]:

@@ -30,12 +30,14 @@ class Seeded:
     rows: dict[str, dict[str, dict[str, str | None]]] = field(default_factory=dict)
     contexts: dict[str, dict[str, str]] = field(default_factory=dict)
 
-    def label(self, relation: str, key: tuple[str | None, ...], shape: Shape) -> str:
-        """The seeded row a key names (``A1``), or ``other`` for rows not seeded here. A
-        view's rows are named after the seeded row their key values come from."""
+    def label(self, relation: str, key: tuple[str | None, ...], shape: Shape,
+              columns: tuple[str, ...] | None = None) -> str:
+        """The seeded row a key (the values of `columns`, default the table's key) names
+        (``A1``; the first that matches), or ``other`` for rows not seeded here. A view's
+        rows are named after the seeded row their key values come from."""
         if relation in self.rows:
             for label, row in self.rows[relation].items():
-                if tuple(row[c] for c in shape.key) == key:
+                if tuple(row[c] for c in columns or shape.key) == key:
                     return label
             return "other"
         for rows in self.rows.values():
@@ -151,7 +153,10 @@ def row_values(conn: psycopg.Connection, shape: Shape, label: str, row_label: st
 
 def insert_statement(target: sql.Composable, shape: Shape, values: dict[str, str]
                      ) -> sql.Composed:
-    """``INSERT INTO target (…) VALUES (CAST(%s AS type), …)``; `values` are the parameters."""
+    """``INSERT INTO target (…) VALUES (CAST(%s AS type), …)``; `values` are the parameters
+    (none: ``DEFAULT VALUES``)."""
+    if not values:
+        return sql.SQL("INSERT INTO {} DEFAULT VALUES").format(target)
     return sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
         target, sql.SQL(", ").join(map(sql.Identifier, values)),
         sql.SQL(", ").join(sql.SQL("CAST(%s AS {})").format(sql.SQL(shape.column(name).type))
@@ -164,8 +169,7 @@ def insert_row(conn: psycopg.Connection, shape: Shape, values: dict[str, str]
     returning = sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c.name))
                                    for c in shape.columns)
     target = sql.Identifier(shape.schema, shape.name)
-    insert = (insert_statement(target, shape, values) if values
-              else sql.SQL("INSERT INTO {} DEFAULT VALUES").format(target))
+    insert = insert_statement(target, shape, values)
     row = conn.execute(sql.SQL("{} RETURNING {}").format(insert, returning),
                        list(values.values())).fetchone()
     return dict(zip((c.name for c in shape.columns), row, strict=True))
