@@ -51,7 +51,7 @@ def _install(conn: psycopg.Connection, tables: int) -> None:
 def _policy_entities(model, pg_version: int) -> list[PGPolicy]:
     entities = []
     for p in target_objects(model, pg_version):
-        if not isinstance(p, o.Policy):
+        if not isinstance(p, o.DbPolicy):
             continue
         definition = (f"AS {'PERMISSIVE' if p.permissive else 'RESTRICTIVE'} FOR {p.command} "
                       f"TO {', '.join(p.roles) or 'public'}")

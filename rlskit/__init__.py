@@ -1,10 +1,8 @@
 """rlskit: declare Postgres row-level security in Python; generate, migrate, test it."""
 
-__version__ = "0.1.0"
-
-from .access import connect  # noqa: E402
-from .context import RequestContext, as_context  # noqa: E402
-from .errors import (  # noqa: E402
+from .access import connect
+from .context import RequestContext, as_context
+from .errors import (
     ConfigError,
     ContextError,
     ModelError,
@@ -12,8 +10,9 @@ from .errors import (  # noqa: E402
     TokenError,
     UnsafeConnectionError,
 )
-from .generate import generate_sql  # noqa: E402
-from .model import Claim, Model, Policy, Role, Table, View  # noqa: E402
+from .generate import generate_sql
+from .model import Claim, Model, Policy, Role, Table, View
+from .version import __version__
 
 __all__ = [
     "Claim",

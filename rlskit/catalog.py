@@ -200,7 +200,7 @@ def read_catalog(conn: psycopg.Connection, model: Model) -> list[o.DbObject]:
         present = conn.execute(_STORE_FUNCTIONS, {**params, "functions": list(FUNCTIONS)})
         out.append(o.AccessStore(model.helpers_schema, prefix.removesuffix(SEALED_SUFFIX),
                                  sealed, functions=tuple(sorted(n for (n,) in present))))
-    out += [o.Role(name, login, inherit, bypass,
+    out += [o.DbRole(name, login, inherit, bypass,
                    tuple(sorted(tuple(c.split("=", 1)) for c in settings)), limit)
             for name, login, inherit, bypass, settings, limit in conn.execute(_ROLES, params)]
     options = "a.inherit_option, a.set_option" if version >= 16 else "true, true"
@@ -225,11 +225,11 @@ def read_catalog(conn: psycopg.Connection, model: Model) -> list[o.DbObject]:
     for schema, table, name, permissive, cmd, pol_roles, using, check, marked in conn.execute(
             _POLICIES, params):
         if marked or (schema, table, name) in declared:
-            out.append(o.Policy(schema, table, name, permissive, POLICY_COMMANDS[cmd],
+            out.append(o.DbPolicy(schema, table, name, permissive, POLICY_COMMANDS[cmd],
                                 tuple(pol_roles), using, check))
     view_rows = {oid: rest for oid, *rest in conn.execute(_VIEWS, {"oids": list(views.values())})}
     for (schema, name), oid in views.items():
         query, columns, options = view_rows[oid]
         opts = tuple(tuple(opt.split("=", 1)) for opt in options)
-        out.append(o.View(schema, name, query, tuple(columns), opts))
+        out.append(o.DbView(schema, name, query, tuple(columns), opts))
     return out

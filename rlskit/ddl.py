@@ -7,6 +7,7 @@ has parsed and deparsed.
 
 from __future__ import annotations
 
+import dataclasses
 from functools import singledispatch
 
 from psycopg import sql
@@ -17,7 +18,8 @@ from .keystore import VERIFIER, create_keystore, drop_keystore
 from .render import Ident, render
 from .sqltext import Privilege
 
-__all__ = ["alter", "alter_policy", "create", "drop", "policy_delta", "privilege_delta", "update"]
+__all__ = ["alter", "alter_policy", "create", "drop", "grant_steps", "policy_delta",
+           "privilege_delta", "update"]
 
 
 def _roles(names: tuple[str, ...]) -> sql.Composable:
@@ -43,12 +45,12 @@ def create(obj: o.DbObject, pg_version: int) -> list[sql.Composable]:
 
 
 @create.register
-def _(obj: o.Schema, pg_version: int) -> list[sql.Composable]:
+def _create_schema(obj: o.Schema, pg_version: int) -> list[sql.Composable]:
     return [sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Ident(obj.name))]
 
 
 @create.register
-def _(obj: o.HelperFunction, pg_version: int) -> list[sql.Composable]:
+def _create_helper_function(obj: o.HelperFunction, pg_version: int) -> list[sql.Composable]:
     if obj.setting is None:
         signature = sql.SQL("{}({})").format(Ident(obj.schema, obj.name), sql.SQL(obj.arguments))
         setting = sql.SQL("{} || {}").format(
@@ -73,17 +75,17 @@ def _(obj: o.HelperFunction, pg_version: int) -> list[sql.Composable]:
 
 
 @create.register
-def _(obj: o.ContextSeal, pg_version: int) -> list[sql.Composable]:
+def _create_context_seal(obj: o.ContextSeal, pg_version: int) -> list[sql.Composable]:
     return create_keystore(obj)
 
 
 @create.register
-def _(obj: o.AccessStore, pg_version: int) -> list[sql.Composable]:
+def _create_access_store(obj: o.AccessStore, pg_version: int) -> list[sql.Composable]:
     return create_store(obj.schema, obj.settings_prefix, obj.sealed)
 
 
 @create.register
-def _(obj: o.Role, pg_version: int) -> list[sql.Composable]:
+def _create_role(obj: o.DbRole, pg_version: int) -> list[sql.Composable]:
     attrs = sql.SQL("{} {}").format(
         sql.SQL("LOGIN" if obj.login else "NOLOGIN"),
         sql.SQL("INHERIT" if obj.inherit else "NOINHERIT"),
@@ -104,20 +106,20 @@ def _(obj: o.Role, pg_version: int) -> list[sql.Composable]:
             *_role_settings(obj)]
 
 
-def _mark(role: o.Role) -> sql.Composable:
+def _mark(role: o.DbRole) -> sql.Composable:
     """The comment that lets rlskit find a role's grants once the model has dropped it
     (roles are cluster-wide and outlive the model; their grants here are revoked)."""
     return sql.SQL("COMMENT ON ROLE {} IS {}").format(Ident(role.name), sql.Literal(o.MARKER))
 
 
-def _role_settings(obj: o.Role) -> list[sql.Composable]:
+def _role_settings(obj: o.DbRole) -> list[sql.Composable]:
     return [sql.SQL("ALTER ROLE {} SET {} = {}").format(Ident(obj.name), Ident(name),
                                                          sql.Literal(value))
             for name, value in obj.settings]
 
 
 @create.register
-def _(obj: o.Membership, pg_version: int) -> list[sql.Composable]:
+def _create_membership(obj: o.Membership, pg_version: int) -> list[sql.Composable]:
     stmt = sql.SQL("GRANT {} TO {}").format(Ident(obj.role), Ident(obj.member))
     if pg_version >= 16:
         stmt = sql.SQL("{} WITH INHERIT {}, SET {}{}").format(
@@ -132,13 +134,13 @@ def _(obj: o.Membership, pg_version: int) -> list[sql.Composable]:
 
 
 @create.register
-def _(obj: o.FunctionGrant, pg_version: int) -> list[sql.Composable]:
+def _create_function_grant(obj: o.FunctionGrant, pg_version: int) -> list[sql.Composable]:
     return [sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(
         Ident(obj.schema, obj.function), Ident(obj.role))]
 
 
 @create.register
-def _(obj: o.SchemaUsage, pg_version: int) -> list[sql.Composable]:
+def _create_schema_usage(obj: o.SchemaUsage, pg_version: int) -> list[sql.Composable]:
     return [sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(Ident(obj.schema), Ident(obj.role))]
 
 
@@ -162,18 +164,18 @@ def _revoke(obj: o.TableGrant, privileges: tuple[Privilege, ...]) -> sql.Composa
 
 
 @create.register
-def _(obj: o.TableGrant, pg_version: int) -> list[sql.Composable]:
+def _create_table_grant(obj: o.TableGrant, pg_version: int) -> list[sql.Composable]:
     return [_grant(obj, obj.privileges)]
 
 
 @create.register
-def _(obj: o.TableOwner, pg_version: int) -> list[sql.Composable]:
+def _create_table_owner(obj: o.TableOwner, pg_version: int) -> list[sql.Composable]:
     return [sql.SQL("ALTER TABLE {} OWNER TO {}").format(Ident(obj.schema, obj.table),
                                                          Ident(obj.owner))]
 
 
 @create.register
-def _(obj: o.RowSecurity, pg_version: int) -> list[sql.Composable]:
+def _create_row_security(obj: o.RowSecurity, pg_version: int) -> list[sql.Composable]:
     table = Ident(obj.schema, obj.table)
     stmts: list[sql.Composable] = [
         sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(table)
@@ -184,7 +186,7 @@ def _(obj: o.RowSecurity, pg_version: int) -> list[sql.Composable]:
 
 
 @create.register
-def _(obj: o.Policy, pg_version: int) -> list[sql.Composable]:
+def _create_policy(obj: o.DbPolicy, pg_version: int) -> list[sql.Composable]:
     stmt = sql.SQL("CREATE POLICY {} ON {} AS {} FOR {} TO {}").format(
         Ident(obj.name),
         Ident(obj.schema, obj.table),
@@ -201,11 +203,11 @@ def _(obj: o.Policy, pg_version: int) -> list[sql.Composable]:
 
 
 @create.register
-def _(obj: o.View, pg_version: int) -> list[sql.Composable]:
+def _create_view(obj: o.DbView, pg_version: int) -> list[sql.Composable]:
     return _view(obj, "CREATE")
 
 
-def _view(obj: o.View, verb: str) -> list[sql.Composable]:
+def _view(obj: o.DbView, verb: str) -> list[sql.Composable]:
     name = Ident(obj.schema, obj.name)
     if obj.columns:
         name = sql.SQL("{} ({})").format(
@@ -232,62 +234,62 @@ def drop(obj: o.DbObject, pg_version: int) -> list[sql.Composable]:
 
 
 @drop.register
-def _(obj: o.Schema, pg_version: int) -> list[sql.Composable]:
+def _drop_schema(obj: o.Schema, pg_version: int) -> list[sql.Composable]:
     return [sql.SQL("DROP SCHEMA IF EXISTS {}").format(Ident(obj.name))]
 
 
 @drop.register
-def _(obj: o.HelperFunction, pg_version: int) -> list[sql.Composable]:
+def _drop_helper_function(obj: o.HelperFunction, pg_version: int) -> list[sql.Composable]:
     return [sql.SQL("DROP FUNCTION IF EXISTS {}({})").format(Ident(obj.schema, obj.name),
                                                               sql.SQL(obj.arguments))]
 
 
 @drop.register
-def _(obj: o.ContextSeal, pg_version: int) -> list[sql.Composable]:
+def _drop_context_seal(obj: o.ContextSeal, pg_version: int) -> list[sql.Composable]:
     return drop_keystore(obj)
 
 
 @drop.register
-def _(obj: o.AccessStore, pg_version: int) -> list[sql.Composable]:
+def _drop_access_store(obj: o.AccessStore, pg_version: int) -> list[sql.Composable]:
     return drop_store(obj.schema)
 
 
 @drop.register
-def _(obj: o.Role, pg_version: int) -> list[sql.Composable]:
+def _drop_role(obj: o.DbRole, pg_version: int) -> list[sql.Composable]:
     return [sql.SQL("DROP ROLE IF EXISTS {}").format(Ident(obj.name))]
 
 
 @drop.register
-def _(obj: o.Membership, pg_version: int) -> list[sql.Composable]:
+def _drop_membership(obj: o.Membership, pg_version: int) -> list[sql.Composable]:
     return [sql.SQL("REVOKE {} FROM {}").format(Ident(obj.role), Ident(obj.member))]
 
 
 @drop.register
-def _(obj: o.FunctionGrant, pg_version: int) -> list[sql.Composable]:
+def _drop_function_grant(obj: o.FunctionGrant, pg_version: int) -> list[sql.Composable]:
     return [sql.SQL("REVOKE EXECUTE ON FUNCTION {} FROM {}").format(
         Ident(obj.schema, obj.function), Ident(obj.role))]
 
 
 @drop.register
-def _(obj: o.SchemaUsage, pg_version: int) -> list[sql.Composable]:
+def _drop_schema_usage(obj: o.SchemaUsage, pg_version: int) -> list[sql.Composable]:
     return [sql.SQL("REVOKE USAGE ON SCHEMA {} FROM {}").format(Ident(obj.schema),
                                                                  Ident(obj.role))]
 
 
 @drop.register
-def _(obj: o.TableGrant, pg_version: int) -> list[sql.Composable]:
+def _drop_table_grant(obj: o.TableGrant, pg_version: int) -> list[sql.Composable]:
     return [_revoke(obj, obj.privileges)]
 
 
 @drop.register
-def _(obj: o.TableOwner, pg_version: int) -> list[sql.Composable]:
+def _drop_table_owner(obj: o.TableOwner, pg_version: int) -> list[sql.Composable]:
     """Back to whoever runs the migration (the table's creator, as before rlskit)."""
     return [sql.SQL("ALTER TABLE {} OWNER TO CURRENT_USER").format(
         Ident(obj.schema, obj.table))]
 
 
 @drop.register
-def _(obj: o.RowSecurity, pg_version: int) -> list[sql.Composable]:
+def _drop_row_security(obj: o.RowSecurity, pg_version: int) -> list[sql.Composable]:
     table = Ident(obj.schema, obj.table)
     stmts: list[sql.Composable] = []
     if obj.force:
@@ -297,13 +299,13 @@ def _(obj: o.RowSecurity, pg_version: int) -> list[sql.Composable]:
 
 
 @drop.register
-def _(obj: o.Policy, pg_version: int) -> list[sql.Composable]:
+def _drop_policy(obj: o.DbPolicy, pg_version: int) -> list[sql.Composable]:
     return [sql.SQL("DROP POLICY {} ON {}").format(Ident(obj.name),
                                                    Ident(obj.schema, obj.table))]
 
 
 @drop.register
-def _(obj: o.View, pg_version: int) -> list[sql.Composable]:
+def _drop_view(obj: o.DbView, pg_version: int) -> list[sql.Composable]:
     return [sql.SQL("DROP VIEW {}").format(Ident(obj.schema, obj.name))]
 
 
@@ -317,13 +319,12 @@ def alter(old: o.DbObject, new: o.DbObject, pg_version: int) -> list[sql.Composa
     and no session sees the moment between.
     """
     if isinstance(new, o.TableGrant) and isinstance(old, o.TableGrant):
-        revoked, granted = privilege_delta(old, new)
-        return ([_revoke(new, revoked)] if revoked else []) + \
-            ([_grant(new, granted)] if granted else [])
-    if isinstance(new, o.Policy) and isinstance(old, o.Policy):
+        return [(drop if step == "revoke" else create)(grant, pg_version)[0]
+                for step, grant in grant_steps(old, new)]
+    if isinstance(new, o.DbPolicy) and isinstance(old, o.DbPolicy):
         clauses = policy_delta(old, new)
         return None if clauses is None else [alter_policy(new, **clauses)]
-    if isinstance(new, o.View) and isinstance(old, o.View) and new.columns and \
+    if isinstance(new, o.DbView) and isinstance(old, o.DbView) and new.columns and \
             new.columns != old.columns:
         # CREATE OR REPLACE VIEW can add columns at the end but never take them away, so
         # a change of columns (which its downgrade would have to undo) drops and creates.
@@ -354,6 +355,15 @@ def privilege_delta(old: o.TableGrant, new: o.TableGrant
     return _grouped(old.privileges, revoke), _grouped(new.privileges, grant)
 
 
+def grant_steps(old: o.TableGrant, new: o.TableGrant
+                ) -> list[tuple[str, o.TableGrant]]:
+    """``("revoke", …)`` then ``("grant", …)``: the grants that turn `old` into `new`, in
+    the order they run (see `privilege_delta`)."""
+    revoked, granted = privilege_delta(old, new)
+    return [(step, dataclasses.replace(new, privileges=privileges))
+            for step, privileges in (("revoke", revoked), ("grant", granted)) if privileges]
+
+
 def _atoms(privileges: tuple[Privilege, ...]) -> set[tuple[str, str | None]]:
     """(privilege, column) pairs; the column None for the table-wide privilege."""
     return {(p.name, column) for p in privileges for column in (p.columns or (None,))}
@@ -375,7 +385,7 @@ def _grouped(privileges: tuple[Privilege, ...], atoms: set[tuple[str, str | None
     return tuple(Privilege(name, columns) for (name, _), columns in merged.items())
 
 
-def policy_delta(old: o.Policy, new: o.Policy) -> dict[str, object] | None:
+def policy_delta(old: o.DbPolicy, new: o.DbPolicy) -> dict[str, object] | None:
     """The clauses (``roles``, ``using``, ``with_check``) of `new` that differ from `old`,
     or None when ALTER POLICY cannot make the change (command, permissive/restrictive, or
     a clause that appears or disappears, which ALTER could not undo)."""
@@ -393,7 +403,7 @@ def policy_delta(old: o.Policy, new: o.Policy) -> dict[str, object] | None:
     return clauses
 
 
-def alter_policy(policy: o.Policy, roles: tuple[str, ...] | None = None,
+def alter_policy(policy: o.DbPolicy, roles: tuple[str, ...] | None = None,
                  using: str | None = None, with_check: str | None = None) -> sql.Composable:
     """``ALTER POLICY`` of `policy` (by name and table) setting the clauses given."""
     stmt = sql.SQL("ALTER POLICY {} ON {}").format(Ident(policy.name),
@@ -417,7 +427,7 @@ def update(obj: o.DbObject, pg_version: int) -> list[sql.Composable]:
 
 
 @update.register
-def _(obj: o.Role, pg_version: int) -> list[sql.Composable]:
+def _update_role(obj: o.DbRole, pg_version: int) -> list[sql.Composable]:
     return [sql.SQL("ALTER ROLE {} WITH {} {} {} CONNECTION LIMIT {}").format(
         Ident(obj.name), sql.SQL("LOGIN" if obj.login else "NOLOGIN"),
         sql.SQL("INHERIT" if obj.inherit else "NOINHERIT"),
@@ -428,18 +438,18 @@ def _(obj: o.Role, pg_version: int) -> list[sql.Composable]:
 
 
 @update.register
-def _(obj: o.RowSecurity, pg_version: int) -> list[sql.Composable]:
+def _update_row_security(obj: o.RowSecurity, pg_version: int) -> list[sql.Composable]:
     return [sql.SQL("ALTER TABLE {} {} ROW LEVEL SECURITY").format(
         Ident(obj.schema, obj.table), sql.SQL("FORCE" if obj.force else "NO FORCE"))]
 
 
 @update.register
-def _(obj: o.View, pg_version: int) -> list[sql.Composable]:
+def _update_view(obj: o.DbView, pg_version: int) -> list[sql.Composable]:
     return _view(obj, "CREATE OR REPLACE")
 
 
 @update.register
-def _(obj: o.Membership, pg_version: int) -> list[sql.Composable]:
+def _update_membership(obj: o.Membership, pg_version: int) -> list[sql.Composable]:
     """GRANT with the options; GRANT can add the admin option but only REVOKE removes it."""
     revoke = [] if obj.admin else [sql.SQL("REVOKE ADMIN OPTION FOR {} FROM {}").format(
         Ident(obj.role), Ident(obj.member))]
@@ -450,5 +460,5 @@ def _(obj: o.Membership, pg_version: int) -> list[sql.Composable]:
 @update.register(o.AccessStore)
 @update.register(o.ContextSeal)
 @update.register(o.TableOwner)
-def _(obj: o.DbObject, pg_version: int) -> list[sql.Composable]:
+def _update_by_replacing(obj: o.DbObject, pg_version: int) -> list[sql.Composable]:
     return create(obj, pg_version)  # CREATE OR REPLACE

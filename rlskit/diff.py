@@ -16,6 +16,7 @@ from . import objects as o
 from .catalog import privilege_key, read_catalog
 from .ddl import alter, create, drop, policy_delta
 from .keystore import verifier_source
+from .kinds import KINDS, position
 from .model import Model
 from .normalize import normalize
 from .render import render
@@ -23,11 +24,6 @@ from .sqltext import canonical_expression
 from .target import target_objects
 
 __all__ = ["Change", "compare", "diff_database", "drift_sql"]
-
-_KIND_ORDER = [o.Schema, o.ContextSeal, o.HelperFunction, o.AccessStore, o.Role, o.Membership,
-               o.SchemaUsage, o.FunctionGrant, o.TableGrant, o.TableOwner, o.RowSecurity,
-               o.Policy, o.View]
-
 
 @dataclass(frozen=True)
 class Change:
@@ -68,12 +64,12 @@ def fingerprint(obj: o.DbObject, pg_version: int) -> object:
         privileges = tuple(sorted((dataclasses.replace(p, columns=tuple(sorted(p.columns)))
                                    for p in obj.privileges), key=privilege_key))
         return dataclasses.replace(obj, privileges=privileges)
-    if isinstance(obj, o.Policy):  # commuted = / <> operands, AND / OR terms: the same
+    if isinstance(obj, o.DbPolicy):  # commuted = / <> operands, AND / OR terms: the same
         return dataclasses.replace(
             obj, roles=tuple(sorted(obj.roles)),
             using=obj.using and canonical_expression(obj.using),
             with_check=obj.with_check and canonical_expression(obj.with_check))
-    if isinstance(obj, o.View):
+    if isinstance(obj, o.DbView):
         return dataclasses.replace(obj, options=tuple(sorted(obj.options)))
     return obj
 
@@ -82,7 +78,7 @@ def _keep_unchanged(want: o.DbObject, canonical: o.DbObject, have: o.DbObject
                     ) -> o.DbObject:
     """For a policy ALTER can change: the live policy with only the clauses that change
     taken from `want`, so the ALTER names just those."""
-    if isinstance(want, o.Policy):
+    if isinstance(want, o.DbPolicy):
         clauses = policy_delta(have, canonical)  # type: ignore[arg-type]
         if clauses is not None:
             return dataclasses.replace(have, **{c: getattr(want, c) for c in clauses})
@@ -93,8 +89,8 @@ def _drop_order(change: Change, views: set[tuple[str, str]]) -> int:
     """Dependents first: grants on views, views, policies, ... schemas."""
     obj = change.old
     if isinstance(obj, o.TableGrant) and (obj.schema, obj.table) in views:
-        return -len(_KIND_ORDER)
-    return -_KIND_ORDER.index(type(obj))
+        return -len(KINDS)
+    return -position(obj)
 
 
 def compare(target: list[o.DbObject], normalized: list[o.DbObject], live: list[o.DbObject],
@@ -119,13 +115,13 @@ def compare(target: list[o.DbObject], normalized: list[o.DbObject], live: list[o
             in_place = alter(have, canonical, pg_version) is not None
             want = _keep_unchanged(want, canonical, have)
             changes.append(Change("alter" if in_place else "replace", have, want))
-            if isinstance(want, o.View) and not in_place:
+            if isinstance(want, o.DbView) and not in_place:
                 recreated.add((want.schema, want.name))
     dropped = {c.old.key for c in drops}  # type: ignore[union-attr]
     drops += [Change("drop", obj, None) for obj in live
               if isinstance(obj, o.TableGrant) and (obj.schema, obj.table) in recreated
               and obj.key not in dropped]
-    views = recreated | {(v.schema, v.name) for v in live if isinstance(v, o.View)}
+    views = recreated | {(v.schema, v.name) for v in live if isinstance(v, o.DbView)}
     drops.sort(key=lambda c: _drop_order(c, views))
     return drops + changes
 

@@ -2,35 +2,19 @@
 
 from __future__ import annotations
 
-from . import __version__
 from . import objects as o
 from .ddl import create
 from .errors import ConfigError
+from .kinds import kind_of
 from .model import Model
 from .render import render
 from .target import target_objects
+from .version import __version__
 
 __all__ = ["DEFAULT_PG_VERSION", "SUPPORTED_PG_VERSIONS", "check_pg_version", "generate_sql"]
 
 SUPPORTED_PG_VERSIONS = (14, 15, 16, 17, 18)
 DEFAULT_PG_VERSION = 18
-
-_SECTIONS: list[tuple[type, str]] = [
-    (o.Schema, "Helper schema"),
-    (o.ContextSeal, "Sealed context: key table and verifier (keys come from `rlskit key rotate`)"),
-    (o.HelperFunction, "Request-context helpers (fail closed: NULL when unset or empty)"),
-    (o.AccessStore, "Data products: who holds which role (grants as data)"),
-    (o.Role, "Roles (cluster-wide: created only when missing)"),
-    (o.Membership, "Role hierarchy and authenticator memberships"),
-    (o.SchemaUsage, "Schema usage"),
-    (o.FunctionGrant, "Who may run rlskit's functions (never PUBLIC)"),
-    (o.TableGrant, "Table and view privileges"),
-    (o.TableOwner, "Table owner (NOLOGIN, no BYPASSRLS: FORCE binds it)"),
-    (o.RowSecurity, "Row-level security"),
-    (o.Policy, "Policies"),
-    (o.View, "Restricted views"),
-]
-
 
 def check_pg_version(pg_version: int) -> int:
     """Refuse a major version rlskit does not generate for."""
@@ -49,8 +33,8 @@ def generate_sql(model: Model, pg_version: int = DEFAULT_PG_VERSION) -> str:
     ]
     section = None
     for obj in target_objects(model, pg_version):
-        title = next(t for cls, t in _SECTIONS if isinstance(obj, cls))
-        if isinstance(obj, o.TableGrant) and section == "Restricted views":
+        title = kind_of(obj).section
+        if isinstance(obj, o.TableGrant) and section == kind_of(o.DbView).section:
             title = section  # a view's grants stay with the view
         if title != section:
             lines += ["", f"-- {title}"]

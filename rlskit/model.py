@@ -17,16 +17,17 @@ from pglast import ast
 
 from .claims import Claim, claim_path
 from .errors import ModelError
+from .products import DataProduct, declare_product
 from .sqltext import (
     Privilege,
     SqlTextError,
-    column_refs,
     deparse,
-    helper_calls,
     parse_privileges,
     parse_query,
     policy_expression,
 )
+from .tables import table_identity
+from .validation import validate
 
 __all__ = ["Assignment", "Claim", "DataProduct", "Model", "Policy", "Role", "Table", "View",
            "Waiver"]
@@ -223,66 +224,6 @@ class View:
         return deparse(self.query)
 
 
-@dataclass
-class DataProduct:
-    """A data product: its tables and three roles named ``<product>_analyst`` (reads),
-    ``<product>_engineer`` (reads and writes) and ``<product>_owner`` (reads, writes, and
-    grants the analyst and engineer roles to others). The roles start empty: who holds
-    them is data, not code."""
-
-    name: str
-    schema: str
-    tables: list[Table]
-    analyst: Role
-    engineer: Role
-    owner: Role
-    model: Model = field(repr=False, compare=False)
-    ports: list[View] = field(default_factory=list)
-
-    def output_port(self, name: str, *, query: str,
-                    to: Iterable[Role | str] = ("analyst",)) -> View:
-        """A restricted view over the product's tables, in its schema, readable by the
-        product roles `to` (e.g. an aggregate for analysts). It runs with the reader's
-        rights (security_invoker), so row filters and grants still apply."""
-        roles = [getattr(self, self._kind(r)) for r in to]
-        if not roles:
-            raise ModelError(f"output port {name!r} of data product {self.name!r} needs at "
-                             "least one role")
-        view = self.model.view(name, query=query, schema=self.schema,
-                               grants=dict.fromkeys(roles, "SELECT"))
-        self.ports.append(view)
-        return view
-
-    def row_filter(self, role: Role | str, table: Any, using: str) -> Policy:
-        """Limit the rows `role` sees (and, for writers, touches) in one of the product's
-        tables, e.g. ``row_filter(product.analyst, Orders, "region = 'EU'")``."""
-        target = self._table(table)
-        kind = self._kind(role)
-        name = f"{kind}_access"
-        default = next(p for p in target.policies if p.name == name)
-        target.policies.remove(default)
-        return target.policy(name, command=default.command, to=default.to, using=using)
-
-    def role(self, kind: str) -> Role:
-        """The product's `kind` role: ``analyst``, ``engineer`` or ``owner``."""
-        return getattr(self, self._kind(kind))
-
-    def _kind(self, role: Role | str) -> str:
-        for kind in ("analyst", "engineer", "owner"):
-            own = getattr(self, kind)
-            if role is own or role == own.name or role == kind:
-                return kind
-        raise ModelError(f"data product {self.name!r} has no role {role!r} (analyst, "
-                         "engineer, owner)")
-
-    def _table(self, table: Any) -> Table:
-        name = table if isinstance(table, str) else _table_identity(table, None)[0]
-        for t in self.tables:
-            if t.name == name:
-                return t
-        raise ModelError(f"data product {self.name!r} has no table {name!r}")
-
-
 def _limits(role: str, limits: Mapping[str, str | int]) -> tuple[tuple[str, str], ...]:
     if not isinstance(limits, Mapping):
         raise ModelError(f"role {role!r}: limits must be a mapping of setting to value")
@@ -304,23 +245,6 @@ def _connection_limit(role: str, limit: int | None) -> int | None:
         raise ModelError(f"role {role!r}: connection_limit must be a non-negative integer, "
                          f"got {limit!r}")
     return limit
-
-
-def _table_identity(table: Any, schema: str | None
-                    ) -> tuple[str, str | None, frozenset | None, Any]:
-    """(name, schema, columns, SQLAlchemy Table) of a table given by name or as SQLAlchemy
-    Table / class."""
-    if isinstance(table, str):
-        return table, schema, None, None
-    sa_table = getattr(table, "__table__", table)
-    name = getattr(sa_table, "name", None)
-    cols = getattr(sa_table, "columns", None)
-    if not isinstance(name, str) or cols is None:
-        raise ModelError(
-            f"a table must be a name, an SQLAlchemy Table or a mapped class, got {table!r}"
-        )
-    return (name, schema or getattr(sa_table, "schema", None), frozenset(c.name for c in cols),
-            sa_table)
 
 
 class Model:
@@ -528,20 +452,7 @@ class Model:
             raise ModelError(f"data product name {name!r} must match {_NAME.pattern}")
         if name in self.products:
             raise ModelError(f"data product {name!r} is declared twice")
-        tables = list(tables)
-        if not tables:
-            raise ModelError(f"data product {name!r} needs at least one table")
-        roles = {kind: self.role(f"{name}_{kind}") for kind in ("analyst", "engineer", "owner")}
-        declared = []
-        for table in tables:
-            t = self.table(table, schema=schema, rls=True, grants={
-                roles["analyst"]: "SELECT", roles["engineer"]: "ALL", roles["owner"]: "ALL"})
-            t.policy("analyst_access", command="SELECT", to=roles["analyst"], using="true")
-            for kind in ("engineer", "owner"):
-                t.policy(f"{kind}_access", command="ALL", to=roles[kind], using="true")
-            declared.append(t)
-        self.admin(roles["owner"], of=[roles["analyst"], roles["engineer"]])
-        product = DataProduct(name, schema or self.schema, declared, **roles, model=self)
+        product = declare_product(self, name, list(tables), schema)
         self.products[name] = product
         return product
 
@@ -571,7 +482,7 @@ class Model:
 
     def _add_table(self, table: Any, schema: str | None, tenant_column: str | None,
                    rls: bool, grants: Mapping[Role | str, str]) -> Table:
-        name, sa_schema, columns, definition = _table_identity(table, schema)
+        name, sa_schema, columns, definition = table_identity(table, schema)
         _check_name("table", name)
         schema = sa_schema or self.schema
         if (schema, name) in self.tables or (schema, name) in self.views:
@@ -698,121 +609,6 @@ class Model:
             stack.extend(self.resolve_role(p) for p in current.inherits)
         return seen
 
-    # -- validation -------------------------------------------------------------------------
-
     def validate(self) -> None:
         """Check every cross reference; raise ModelError on the first problem."""
-        for role in self.roles.values():
-            for parent in role.inherits:
-                try:
-                    resolved = self.resolve_role(parent)
-                except ModelError:
-                    raise ModelError(
-                        f"role {role.name!r} inherits unknown role {parent!r}") from None
-                if resolved.login:
-                    raise ModelError(f"role {role.name!r} cannot inherit the login role "
-                                     f"{resolved.name!r}")
-        self._check_cycles()
-        admins = {self.resolve_role(a).name for a, _ in self.admins}
-        for name, allowed in self.authenticators.items():
-            for target in allowed or ():
-                role = self._role_in(f"authenticator {name!r}", target)
-                if role.name in admins:
-                    raise ModelError(f"authenticator {name!r} may not switch to {role.name!r}: "
-                                     "it administers other roles, so SQL inside a request "
-                                     "could grant them to anyone")
-        self._validate_callers()
-        for admin, target in self.admins:
-            self._role_in("admin()", admin)
-            self._role_in("admin(of=)", target)
-        for table in self.tables.values():
-            for role in table.grants:
-                self._role_in("grants", role, table=table.name)
-            for pol in table.policies:
-                self._validate_policy(table, pol)
-        for view in self.views.values():
-            for role in view.grants:
-                self._role_in("grants", role, table=view.name)
-            self._check_helpers(view.query, table=view.name, policy=None, text=view.source)
-
-    def _validate_callers(self) -> None:
-        given = {}
-        if self.anonymous is not None:
-            given[self._role_in("callers(anonymous=)", self.anonymous).name] = "callers"
-        for rule in self.assignments:
-            given[self._role_in(f"assign(..., {rule.rule})", rule.role).name] = "assign"
-            for name, value in rule.attributes:
-                if name not in self.claims:
-                    known = ", ".join(sorted(self.claims)) or "none declared"
-                    raise ModelError(f"assign({rule.role!r}) matches unknown context name "
-                                     f"{name!r} (known: {known})")
-                try:
-                    self.claims[name].coerce(value)
-                except ValueError as exc:
-                    raise ModelError(f"assign({rule.role!r}): value for {name!r} {exc}"
-                                     ) from None
-        for name in self.authenticators:
-            reachable = {r.name for r in self.switchable(name)}
-            for role, where in given.items():
-                if role not in reachable:
-                    raise ModelError(f"role {role!r} is given to callers by {where}() but "
-                                     f"authenticator {name!r} cannot switch to it")
-
-    def _role_in(self, where: str, role: Role | str, *, table: str | None = None,
-                 policy: str | None = None) -> Role:
-        try:
-            resolved = self.resolve_role(role)
-        except ModelError as exc:
-            raise ModelError(f"{exc} in {where}", table=table, policy=policy) from None
-        if resolved.login:
-            raise ModelError(f"login role {resolved.name!r} cannot be used in {where}; "
-                             "grant to group roles", table=table, policy=policy)
-        return resolved
-
-    def _check_cycles(self) -> None:
-        state: dict[str, int] = {}
-
-        def visit(role: Role, path: list[str]) -> None:
-            if state.get(role.name) == 2:
-                return
-            if state.get(role.name) == 1:
-                cycle = path[path.index(role.name):] + [role.name]
-                raise ModelError(f"role hierarchy has a cycle: {' -> '.join(cycle)}")
-            state[role.name] = 1
-            for parent in role.inherits:
-                visit(self.resolve_role(parent), path + [role.name])
-            state[role.name] = 2
-
-        for role in self.roles.values():
-            visit(role, [])
-
-    def _validate_policy(self, table: Table, pol: Policy) -> None:
-        for role in pol.to:
-            self._role_in("to=", role, table=table.name, policy=pol.name)
-        for expr in (pol.using, pol.with_check):
-            if expr is None:
-                continue
-            self._check_helpers(expr, table=table.name, policy=pol.name, text=pol.source)
-            if table.columns is not None:
-                missing = sorted(column_refs(expr, table.name) - table.columns)
-                if missing:
-                    raise ModelError(f"unknown column {missing[0]!r}", table=table.name,
-                                     policy=pol.name, text=pol.source)
-
-    def _check_helpers(self, node: ast.Node, *, table: str, policy: str | None,
-                       text: str) -> None:
-        for call in helper_calls(node, self.helpers_schema):
-            if call.name == "claim":
-                if len(call.args) != 1 or call.args[0] is None:
-                    raise ModelError(f"{self.helpers_schema}.claim() takes one literal "
-                                     "context name", table=table, policy=policy, text=text)
-                name = call.args[0]
-            else:
-                if call.args:
-                    raise ModelError(f"{self.helpers_schema}.{call.name}() takes no arguments",
-                                     table=table, policy=policy, text=text)
-                name = call.name
-            if name not in self.claims:
-                known = ", ".join(sorted(self.claims)) or "none declared"
-                raise ModelError(f"unknown context name {name!r} (known: {known})",
-                                 table=table, policy=policy, text=text)
+        validate(self)

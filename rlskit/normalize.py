@@ -64,10 +64,10 @@ def normalize(conn: psycopg.Connection, target: list[o.DbObject], live_keys: set
         if isinstance(obj, o.HelperFunction):
             probes[i] = create(obj, pg_version)
             helper_schemas.add(obj.schema)
-        elif isinstance(obj, o.Policy):
+        elif isinstance(obj, o.DbPolicy):
             probe = dataclasses.replace(obj, name=f"{prefix}{i}", roles=())
             probes[i] = create(probe, pg_version)[:1]
-        elif isinstance(obj, o.View):
+        elif isinstance(obj, o.DbView):
             probes[i] = create(dataclasses.replace(obj, name=f"{prefix}{i}"), pg_version)[:1]
     out = list(target)
     with conn.transaction(force_rollback=True):
@@ -81,10 +81,10 @@ def normalize(conn: psycopg.Connection, target: list[o.DbObject], live_keys: set
         obj = target[i]
         if isinstance(obj, o.HelperFunction):
             out[i] = dataclasses.replace(obj, definition=functions[(obj.schema, obj.name)])
-        elif isinstance(obj, o.Policy):
+        elif isinstance(obj, o.DbPolicy):
             using, check = policies[f"{prefix}{i}"]
             out[i] = dataclasses.replace(obj, using=using, with_check=check)
-        elif isinstance(obj, o.View):
+        elif isinstance(obj, o.DbView):
             query, columns = views[f"{prefix}{i}"]
             out[i] = dataclasses.replace(obj, query=query, columns=tuple(columns))
     return out

@@ -20,14 +20,14 @@ __all__ = [
     "FunctionGrant",
     "HelperFunction",
     "Membership",
-    "Policy",
-    "Role",
+    "DbPolicy",
+    "DbRole",
     "RowSecurity",
     "Schema",
     "SchemaUsage",
     "TableGrant",
     "TableOwner",
-    "View",
+    "DbView",
     "rename_roles",
 ]
 
@@ -100,7 +100,7 @@ class AccessStore:
 
 
 @dataclass(frozen=True)
-class Role:
+class DbRole:
     name: str
     login: bool
     inherit: bool
@@ -190,7 +190,7 @@ class RowSecurity:
 
 
 @dataclass(frozen=True)
-class Policy:
+class DbPolicy:
     schema: str
     table: str
     name: str
@@ -206,7 +206,7 @@ class Policy:
 
 
 @dataclass(frozen=True)
-class View:
+class DbView:
     schema: str
     name: str
     query: str
@@ -219,14 +219,14 @@ class View:
 
 
 DbObject = (
-    Schema | ContextSeal | HelperFunction | AccessStore | Role | Membership | SchemaUsage
-    | FunctionGrant | TableGrant | TableOwner | RowSecurity | Policy | View
+    Schema | ContextSeal | HelperFunction | AccessStore | DbRole | Membership | SchemaUsage
+    | FunctionGrant | TableGrant | TableOwner | RowSecurity | DbPolicy | DbView
 )
 
 
 def rename_roles(obj: DbObject, rename: Callable[[str], str]) -> DbObject:
     """`obj` with every role name it holds passed through `rename` (e.g. a prefix)."""
-    if isinstance(obj, Role):
+    if isinstance(obj, DbRole):
         return replace(obj, name=rename(obj.name))
     if isinstance(obj, Membership):
         return replace(obj, role=rename(obj.role), member=rename(obj.member))
@@ -234,7 +234,7 @@ def rename_roles(obj: DbObject, rename: Callable[[str], str]) -> DbObject:
         return replace(obj, role=rename(obj.role))
     if isinstance(obj, (ContextSeal, TableOwner)):
         return replace(obj, owner=rename(obj.owner))
-    if isinstance(obj, Policy):
+    if isinstance(obj, DbPolicy):
         roles = obj.roles if obj.roles is None else tuple(map(rename, obj.roles))
         return replace(obj, roles=roles)  # None: an ALTER POLICY that keeps the roles
     return obj

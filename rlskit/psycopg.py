@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 from psycopg.pq import PipelineStatus, TransactionStatus
 
-from . import wire
+from . import _wire as wire
 from .context import RequestContext
 from .errors import ContextError, UnsafeConnectionError
 from .model import Model

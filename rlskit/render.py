@@ -11,9 +11,10 @@ text as prettifying the statement directly (a property test holds this to accoun
 from __future__ import annotations
 
 import re
+import threading
 
 from pglast import ast, prettify
-from pglast.printers import node_printer
+from pglast.printers import NODE_PRINTERS
 from pglast.stream import maybe_double_quote_name
 from psycopg import sql
 
@@ -28,7 +29,6 @@ class Ident(sql.Identifier):
         self.parts = strings
 
 
-@node_printer(ast.GrantRoleStmt, ast.DefElem, override=True)
 def _grant_role_option(node: ast.DefElem, output) -> None:  # type: ignore[no-untyped-def]
     """Spell membership options as ``INHERIT TRUE`` / ``SET FALSE`` (pglast writes OPTION)."""
     name = node.defname.upper()
@@ -45,6 +45,26 @@ _CACHE_LIMIT = 4096
 _shapes: dict[str, str] = {}
 
 
+_OURS = {(ast.GrantRoleStmt, ast.DefElem): _grant_role_option}
+_LOCK = threading.Lock()
+
+
+def _prettify(text: str) -> str:
+    """pglast's prettify with rlskit's printers in place for this call only (pglast keeps
+    its printers in one process-wide registry; other users of pglast keep theirs)."""
+    with _LOCK:
+        saved = {key: NODE_PRINTERS.get(key) for key in _OURS}
+        NODE_PRINTERS.update(_OURS)
+        try:
+            return prettify(text).rstrip()
+        finally:
+            for key, printer in saved.items():
+                if printer is None:
+                    del NODE_PRINTERS[key]
+                else:
+                    NODE_PRINTERS[key] = printer
+
+
 def dollar_quoted(body: str) -> str:
     """`body` dollar-quoted with a tag that does not occur in it (a function or DO body)."""
     tag = "rlskit"
@@ -55,7 +75,7 @@ def dollar_quoted(body: str) -> str:
 
 def render_uncached(statement: sql.Composable) -> str:
     """Prettify one statement directly."""
-    return prettify(statement.as_string()).rstrip()
+    return _prettify(statement.as_string())
 
 
 def _encode(index: int) -> str:
@@ -104,7 +124,7 @@ def render(statement: sql.Composable) -> str:
         return render_uncached(statement)  # user text looks like a placeholder
     pretty = _shapes.get(shape)
     if pretty is None:
-        pretty = prettify(shape).rstrip()
+        pretty = _prettify(shape)
         if len(_shapes) >= _CACHE_LIMIT:
             _shapes.clear()
         _shapes[shape] = pretty

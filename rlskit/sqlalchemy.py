@@ -23,7 +23,6 @@ from sqlalchemy import Engine, event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
-from sqlalchemy.util import await_only
 
 from .context import current
 from .errors import ConfigError, ContextError, UnsafeConnectionError
@@ -51,26 +50,26 @@ def install(engine: Engine | AsyncEngine, model: Model, *, require: bool = True,
                                    "inside 'with rlskit.as_context(ctx):'")
             return
         driver = conn.connection.driver_connection
-        if isinstance(driver, psycopg.AsyncConnection):
-            await_only(apply_async(driver, ctx))
+        if isinstance(driver, psycopg.AsyncConnection):  # SQLAlchemy's documented bridge
+            conn.connection.dbapi_connection.run_async(lambda d: apply_async(d, ctx))
         else:
             apply(driver, ctx)
 
-    def connect(_dbapi: Any, record: ConnectionPoolEntry) -> None:
+    def connect(dbapi: Any, record: ConnectionPoolEntry) -> None:
         driver = record.driver_connection
         if isinstance(driver, psycopg.AsyncConnection):
-            await_only(check_connection_async(driver, model))
+            dbapi.run_async(lambda d: check_connection_async(d, model))
         else:
             check_connection(driver, model)
 
-    def reset(_dbapi: Any, record: ConnectionPoolEntry, state: PoolResetState) -> None:
+    def reset(dbapi: Any, record: ConnectionPoolEntry, state: PoolResetState) -> None:
         if state.terminate_only:  # being discarded anyway
             return
         driver = record.driver_connection
         try:
             if isinstance(driver, psycopg.AsyncConnection):
-                await_only(driver.rollback())
-                await_only(reset_async(driver, model))
+                dbapi.run_async(lambda d: d.rollback())
+                dbapi.run_async(lambda d: reset_async(d, model))
             else:
                 driver.rollback()
                 reset_connection(driver, model)

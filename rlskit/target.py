@@ -1,10 +1,13 @@
 """Compile a validated model into the ordered list of objects the database should hold.
 
-Order is dependency order: schema, helpers, roles, memberships, grants, row security,
-policies, views (each followed by its grants). Within a kind, declaration order.
+One function per kind derives its objects (`derives`); `rlskit.kinds` orders the kinds
+(dependency order: schema, helpers, roles, memberships, grants, row security, policies,
+views, each view followed by its grants). Within a kind, declaration order.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from pglast.stream import maybe_double_quote_name as quote
 
@@ -12,6 +15,7 @@ from . import objects as o
 from .access.store import FUNCTIONS, RUNTIME_FUNCTIONS
 from .errors import ModelError
 from .keystore import KEY_STATUS, VERIFIER
+from .kinds import KINDS
 from .model import ROW_COMMANDS, Model, Table, View, row_commands
 from .sqltext import policy_expression, relations_read
 
@@ -21,47 +25,95 @@ TENANT_CONTEXT = "tenant_id"
 PRODUCT_ACCESS = "product_access"  # the restrictive policy on every data product table
 
 
+Derive = Callable[[Model, int], list[o.DbObject]]
+_DERIVES: dict[type, Derive] = {}
+
+
+def derives(kind: type) -> Callable[[Derive], Derive]:
+    """Register how the objects of `kind` follow from a model (one function per kind)."""
+    def register(derive: Derive) -> Derive:
+        _DERIVES[kind] = derive
+        return derive
+    return register
+
+
 def target_objects(model: Model, pg_version: int) -> list[o.DbObject]:
-    """Everything `model` manages, ready for DDL, in creation order."""
+    """Everything `model` manages, ready for DDL, in creation order: kind by kind as
+    `rlskit.kinds` orders them, each in declaration order."""
     model.validate()
     if any(t.tenant_column for t in model.tables.values()) and TENANT_CONTEXT not in model.claims:
         raise ModelError(f"tenant tables need a {TENANT_CONTEXT!r} context: "
                          f"model.context({TENANT_CONTEXT}=Claim(...))")
-    out: list[o.DbObject] = [o.Schema(model.helpers_schema)]
-    if model.sealed:
-        out.append(o.ContextSeal(model.helpers_schema, model.key_owner))
-    out += _helpers(model)
-    if model.products:
-        out.append(o.AccessStore(model.helpers_schema, model.settings_prefix, model.sealed,
-                                 functions=tuple(sorted(FUNCTIONS))))
-    out += [o.Role(model.role_name(r), login=r.login, inherit=not r.login, settings=r.limits,
-                   connection_limit=-1 if r.connection_limit is None else r.connection_limit)
-            for r in model.roles.values()]
+    return [obj for kind in KINDS for obj in _DERIVES[kind.type](model, pg_version)]
+
+
+@derives(o.Schema)
+def _schema(model: Model, pg_version: int) -> list[o.DbObject]:
+    return [o.Schema(model.helpers_schema)]
+
+
+@derives(o.ContextSeal)
+def _context_seal(model: Model, pg_version: int) -> list[o.DbObject]:
+    return [o.ContextSeal(model.helpers_schema, model.key_owner)] if model.sealed else []
+
+
+@derives(o.AccessStore)
+def _access_store(model: Model, pg_version: int) -> list[o.DbObject]:
+    return [o.AccessStore(model.helpers_schema, model.settings_prefix, model.sealed,
+                          functions=tuple(sorted(FUNCTIONS)))] if model.products else []
+
+
+@derives(o.DbRole)
+def _roles(model: Model, pg_version: int) -> list[o.DbObject]:
+    out: list[o.DbObject] = [
+        o.DbRole(model.role_name(r), login=r.login, inherit=not r.login, settings=r.limits,
+               connection_limit=-1 if r.connection_limit is None else r.connection_limit)
+        for r in model.roles.values()]
     if model.owner_name is not None:
-        out.append(o.Role(model.owner_name, login=False, inherit=True))
-    out += _memberships(model)
-    out += _schema_usage(model)
-    if model.sealed:
-        out += _seal_grants(model)
-    if model.products:
-        out += _store_grants(model)
-    for table in model.tables.values():
-        out += [o.TableGrant(table.schema, table.name, model.role_name(role), privs)
-                for role, privs in table.grants.items()]
-    if model.owner_name is not None:
-        out += [o.TableOwner(t.schema, t.name, model.owner_name) for t in model.tables.values()]
-    for table in model.tables.values():
-        if table.rls:
-            out.append(o.RowSecurity(table.schema, table.name, force=True))
-    for table in model.tables.values():
-        out += _policies(model, table)
+        out.append(o.DbRole(model.owner_name, login=False, inherit=True))
+    return out
+
+
+@derives(o.FunctionGrant)
+def _function_grants(model: Model, pg_version: int) -> list[o.DbObject]:
+    return [*(_seal_grants(model) if model.sealed else []),
+            *(_store_grants(model) if model.products else [])]
+
+
+@derives(o.TableGrant)
+def _table_grants(model: Model, pg_version: int) -> list[o.DbObject]:
+    return [o.TableGrant(table.schema, table.name, model.role_name(role), privs)
+            for table in model.tables.values() for role, privs in table.grants.items()]
+
+
+@derives(o.TableOwner)
+def _table_owners(model: Model, pg_version: int) -> list[o.DbObject]:
+    if model.owner_name is None:
+        return []
+    return [o.TableOwner(t.schema, t.name, model.owner_name) for t in model.tables.values()]
+
+
+@derives(o.RowSecurity)
+def _row_security(model: Model, pg_version: int) -> list[o.DbObject]:
+    return [o.RowSecurity(t.schema, t.name, force=True) for t in model.tables.values() if t.rls]
+
+
+@derives(o.DbPolicy)
+def _all_policies(model: Model, pg_version: int) -> list[o.DbObject]:
+    return [p for table in model.tables.values() for p in _policies(model, table)]
+
+
+@derives(o.DbView)
+def _views(model: Model, pg_version: int) -> list[o.DbObject]:
+    """Each view followed by its grants (they need it, and a view's SQL section holds them)."""
+    out: list[o.DbObject] = []
     for view in model.views.values():
         if pg_version < 15:
             _refuse_owner_rights(model, view)
         options = [("security_barrier", "true")]
         if view.security_invoker and pg_version >= 15:
             options.insert(0, ("security_invoker", "true"))
-        out.append(o.View(view.schema, view.name, view.query_sql, view.columns, tuple(options)))
+        out.append(o.DbView(view.schema, view.name, view.query_sql, view.columns, tuple(options)))
         out += [o.TableGrant(view.schema, view.name, model.role_name(role), privs)
                 for role, privs in view.grants.items()]
     return out
@@ -80,9 +132,10 @@ def _refuse_owner_rights(model: Model, view: View) -> None:
             "later, or declare model.view(..., security_invoker=False) to accept that")
 
 
-def _helpers(model: Model) -> list[o.HelperFunction]:
+@derives(o.HelperFunction)
+def _helpers(model: Model, pg_version: int) -> list[o.DbObject]:
     schema, prefix, sealed = model.helpers_schema, model.settings_prefix, model.sealed
-    helpers = [
+    helpers: list[o.DbObject] = [
         o.HelperFunction(schema, name, claim.sql_type, model.setting_name(name), prefix,
                          sealed=sealed)
         for name, claim in model.claims.items()
@@ -110,7 +163,8 @@ def _seal_grants(model: Model) -> list[o.FunctionGrant]:
                for name in model.authenticators])
 
 
-def _memberships(model: Model) -> list[o.Membership]:
+@derives(o.Membership)
+def _memberships(model: Model, pg_version: int) -> list[o.DbObject]:
     """Inheritance, SET ROLE for authenticators and ADMIN for role administrators; one
     membership per (role, member) with the options of every reason combined."""
     found: dict[tuple[str, str], o.Membership] = {}
@@ -133,34 +187,36 @@ def _memberships(model: Model) -> list[o.Membership]:
     return list(found.values())
 
 
-def _schema_usage(model: Model) -> list[o.SchemaUsage]:
+@derives(o.SchemaUsage)
+def _schema_usage(model: Model, pg_version: int) -> list[o.DbObject]:
     schemas = [model.helpers_schema]
     for obj in (*model.tables.values(), *model.views.values()):
         if obj.schema not in schemas:
             schemas.append(obj.schema)
-    out = [o.SchemaUsage(s, model.role_name(r)) for s in schemas for r in model.group_roles]
+    out: list[o.DbObject] = [o.SchemaUsage(s, model.role_name(r)) for s in schemas
+                             for r in model.group_roles]
     if model.sealed:  # the authenticators' start-up check asks the key status
         out += [o.SchemaUsage(model.helpers_schema, model.role_name(name))
                 for name in model.authenticators]
     return out
 
 
-def _policies(model: Model, table: Table) -> list[o.Policy]:
+def _policies(model: Model, table: Table) -> list[o.DbPolicy]:
     out = []
     if model.in_product(table):
         # who holds a product role is data: checked on every statement (see access.store)
         _, held = policy_expression(f"{quote(model.helpers_schema)}.holds(CURRENT_USER)",
                                     model.helpers_schema)
-        out.append(o.Policy(table.schema, table.name, PRODUCT_ACCESS, permissive=False,
+        out.append(o.DbPolicy(table.schema, table.name, PRODUCT_ACCESS, permissive=False,
                             command="ALL", roles=(), using=held, with_check=held))
     if table.tenant_column:
         schema = model.helpers_schema
         _, check = policy_expression(
             f"{quote(table.tenant_column)} = {quote(schema)}.{TENANT_CONTEXT}()", schema)
-        out.append(o.Policy(table.schema, table.name, "tenant_isolation", permissive=False,
+        out.append(o.DbPolicy(table.schema, table.name, "tenant_isolation", permissive=False,
                             command="ALL", roles=(), using=check, with_check=check))
     for pol in table.policies:
-        out.append(o.Policy(table.schema, table.name, pol.name, pol.permissive, pol.command,
+        out.append(o.DbPolicy(table.schema, table.name, pol.name, pol.permissive, pol.command,
                             tuple(model.role_name(r) for r in pol.to),
                             pol.using_sql, pol.with_check_sql))
     if table.tenant_column:
@@ -168,7 +224,7 @@ def _policies(model: Model, table: Table) -> list[o.Policy]:
     return out
 
 
-def _default_rules(model: Model, table: Table) -> list[o.Policy]:
+def _default_rules(model: Model, table: Table) -> list[o.DbPolicy]:
     """A permissive rule per granted row command that no declared rule already covers.
 
     Roles are visited parents first, so a rule for a parent also covers its descendants
@@ -196,7 +252,7 @@ def _default_rules(model: Model, table: Table) -> list[o.Policy]:
                 raise ModelError(f"declared policy name clashes with the default rule for "
                                  f"{role.name} {cmd}", table=table.name, policy=name)
             covered.add((role.name, cmd))
-            out.append(o.Policy(
+            out.append(o.DbPolicy(
                 table.schema, table.name, name, permissive=True, command=cmd,
                 roles=(model.role_name(role),),
                 using=None if cmd == "INSERT" else "true",

@@ -25,7 +25,7 @@ from rlskit.examples.saas import build_model, metadata
 from rlskit.migrations import ops as rls_ops
 from rlskit.migrations.commands import alembic_config, downgrade, revision, upgrade
 from rlskit.migrations.scaffold import init
-from rlskit.objects import Policy
+from rlskit.objects import DbPolicy
 from rlskit.server import embedded_bin_dir
 from rlskit.target import target_objects
 from rlskit.testing import ScratchDatabase
@@ -112,7 +112,7 @@ def test_scaffold_autogenerate_upgrade_then_nothing_left(tmp_path, rlskit_db, mo
     settings = load_config(tmp_path)
     first = revision(settings, "everything", rlskit_db.url, model=model)
     assert first is not None and first.path.is_file()
-    policies = [o for o in target_objects(model, rlskit_db.version) if isinstance(o, Policy)]
+    policies = [o for o in target_objects(model, rlskit_db.version) if isinstance(o, DbPolicy)]
     assert "+4 tables" in first.summary and "+6 roles" in first.summary
     assert f"+{len(policies)} policies" in first.summary
     twin = first.sql_path.read_text()

@@ -66,7 +66,7 @@ def rlskit_says(example: Example) -> list[str]:
     objects = target_objects(model, version)
     tests = []
     for table in model.tables.values():
-        policies = [p for p in objects if isinstance(p, o.Policy) and p.table == table.name]
+        policies = [p for p in objects if isinstance(p, o.DbPolicy) and p.table == table.name]
         tests.append(f"SELECT policies_are('{table.schema}', '{table.name}', "
                      f"{_array([p.name for p in policies])})")
         for p in policies:

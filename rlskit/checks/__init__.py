@@ -9,36 +9,18 @@ reason, and never counts as an error.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import psycopg
 
 from ..errors import ModelError
 from ..generate import DEFAULT_PG_VERSION
 from ..model import Model, Waiver
 from .facts import Facts, from_model
+from .findings import Finding
 from .live import read_facts
 from .rules import RULES, Rule
 
 __all__ = ["RULES", "Finding", "Rule", "check_database", "check_facts", "check_model",
            "has_errors"]
-
-
-@dataclass(frozen=True)
-class Finding:
-    rule: str
-    severity: str
-    title: str
-    object: str
-    message: str
-    why: str
-    fix: str
-    waived: str | None = None  # the reason, when the model waives it
-
-    @property
-    def counts(self) -> bool:
-        """An unwaived error: makes ``rlskit check`` exit 1."""
-        return self.severity == "error" and self.waived is None
 
 
 def _waiver(waivers: list[Waiver], rule: str, obj: str) -> Waiver | None:

@@ -124,7 +124,7 @@ class Scope:
 class Facts:
     scope: Scope
     relations: dict[str, Relation]
-    policies: list[o.Policy]
+    policies: list[o.DbPolicy]
     grants: list[Grant]
     roles: dict[str, RoleFacts] = field(default_factory=dict)
     # role -> every role whose privileges it uses (inheritance), itself included
@@ -197,7 +197,7 @@ def from_model(model: Model, pg_version: int) -> Facts:
             table.schema, table.name, "table", rls=table.rls, force=table.rls,
             columns=table.columns, indexed=_indexed(table.definition))
     for obj in objects:
-        if isinstance(obj, o.View):
+        if isinstance(obj, o.DbView):
             relations[f"{obj.schema}.{obj.name}"] = Relation(
                 obj.schema, obj.name, "view",
                 security_invoker=("security_invoker", "true") in obj.options,
@@ -212,14 +212,14 @@ def from_model(model: Model, pg_version: int) -> Facts:
             becomes.setdefault(m.member, set()).add(m.role)
             if m.inherit:
                 inherits.setdefault(m.member, set()).add(m.role)
-    roles = [r.name for r in objects if isinstance(r, o.Role)]
+    roles = [r.name for r in objects if isinstance(r, o.DbRole)]
     return Facts(
         scope=scope,
         relations=relations,
-        policies=[p for p in objects if isinstance(p, o.Policy)],
+        policies=[p for p in objects if isinstance(p, o.DbPolicy)],
         grants=grants,
         roles={r.name: RoleFacts(r.name, bypassrls=r.bypassrls)
-               for r in objects if isinstance(r, o.Role)},
+               for r in objects if isinstance(r, o.DbRole)},
         privileges_of=_closure(inherits, roles),
         member_of=_closure({r: becomes.get(r, set()) | inherits.get(r, set())
                             for r in roles}, roles),

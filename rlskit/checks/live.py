@@ -157,7 +157,7 @@ def read_facts(conn: psycopg.Connection, model: Model) -> Facts:
         member_of.setdefault(member, set()).add(role)
         if usage:
             privileges_of.setdefault(member, set()).add(role)
-    policies = [o.Policy(schema, table, name, permissive, POLICY_COMMANDS[cmd], tuple(pol_roles),
+    policies = [o.DbPolicy(schema, table, name, permissive, POLICY_COMMANDS[cmd], tuple(pol_roles),
                          using, check)
                 for schema, table, name, permissive, cmd, pol_roles, using, check
                 in conn.execute(_POLICIES)]

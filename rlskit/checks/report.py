@@ -7,8 +7,8 @@ from typing import Any
 
 from rich.table import Table
 
-from .. import __version__
-from . import Finding
+from ..version import __version__
+from .findings import Finding
 from .rules import RULES
 
 __all__ = ["as_json", "as_sarif", "as_table"]

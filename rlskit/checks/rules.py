@@ -39,7 +39,15 @@ RULES: dict[str, Rule] = {}
 
 def rule(rule_id: str, severity: str, title: str, why: str
          ) -> Callable[[Callable[[Facts], Iterator[Hit]]], Callable[[Facts], Iterator[Hit]]]:
+    """Register a check under `rule_id` (a second check with the same id is refused, as
+    pglast refuses a second printer for a node)."""
+    if severity not in ("error", "warning"):
+        raise ValueError(f"rule {rule_id}: severity is error or warning, not {severity!r}")
+
     def register(check: Callable[[Facts], Iterator[Hit]]) -> Callable[[Facts], Iterator[Hit]]:
+        if rule_id in RULES:
+            raise ValueError(f"rule {rule_id} is registered twice ({RULES[rule_id].title!r} "
+                             f"and {title!r})")
         RULES[rule_id] = Rule(rule_id, severity, title, why, check)
         return check
     return register
@@ -53,7 +61,7 @@ def _quoted(qualified: str) -> str:
     return ".".join(maybe_double_quote_name(p) for p in qualified.split("."))
 
 
-def _policy_name(pol: o.Policy) -> str:
+def _policy_name(pol: o.DbPolicy) -> str:
     return f"{pol.schema}.{pol.table}.{pol.name}"
 
 
@@ -66,7 +74,7 @@ def _expression(text: str | None) -> ast.Node | None:
         return None
 
 
-def _applies(pol: o.Policy, role: str, facts: Facts) -> bool:
+def _applies(pol: o.DbPolicy, role: str, facts: Facts) -> bool:
     """Does `pol` apply to `role` (directly, through PUBLIC or an inherited role)?"""
     return not pol.roles or bool(set(pol.roles) & facts.uses(role))
 

@@ -24,6 +24,7 @@ from sqlalchemy import create_engine, pool
 
 from ..config import Config
 from ..errors import ConfigError
+from ..kinds import NOUNS
 from ..model import Model
 from ..urls import sqlalchemy_url
 from .ops import RlsOp
@@ -31,9 +32,9 @@ from .ops import RlsOp
 __all__ = ["Revision", "Status", "alembic_config", "current", "downgrade", "history", "migrate",
            "revision", "status", "summarize", "upgrade"]
 
-_PLURALS = {"policy": "policies", "row security": "row security", "index": "indexes"}
-_NOUNS = ["table", "column", "index", "constraint", "schema", "context seal", "helper",
-          "access store", "role", "membership", "grant", "owner", "row security", "policy", "view"]
+_TABLE_NOUNS = (("table", "tables"), ("column", "columns"), ("index", "indexes"),
+                ("constraint", "constraints"))  # Alembic's, before rlskit's kinds
+_NOUNS = dict(_TABLE_NOUNS) | {kind.noun: kind.nouns for kind in NOUNS}
 
 
 @dataclass(frozen=True)
@@ -88,9 +89,10 @@ def summarize(operations: list[MigrateOperation]) -> str:
     for op in _flat(operations):
         counts[_sign_noun(op)] += len(op.obj) if isinstance(op, RlsOp) and \
             isinstance(op.obj, tuple) else 1
-    parts = [f"{sign}{n} {noun if n == 1 else _PLURALS.get(noun, noun + 's')}"
+    order = list(_NOUNS)
+    parts = [f"{sign}{n} {noun if n == 1 else _NOUNS[noun]}"
              for (sign, noun), n in sorted(counts.items(), key=lambda item: (
-                 _NOUNS.index(item[0][1]), "+~-".index(item[0][0])))]
+                 order.index(item[0][1]), "+~-".index(item[0][0])))]
     return ", ".join(parts) or "no changes"
 
 

@@ -21,7 +21,7 @@ from alembic.runtime.plugins import Plugin
 from alembic.util import CommandError, DispatchPriority, PriorityDispatchResult
 
 from .. import objects as o
-from ..ddl import policy_delta, privilege_delta
+from ..ddl import grant_steps, policy_delta
 from ..diff import Change, diff_database
 from ..sqltext import SqlTextError, deparse, parse_expression, parse_query
 from . import ops
@@ -30,26 +30,6 @@ __all__ = ["PLUGIN", "changes_to_ops"]
 
 PLUGIN = "rlskit"
 
-_CREATE: dict[type, type[ops.RlsOp]] = {
-    o.Schema: ops.CreateSchemaOp, o.ContextSeal: ops.CreateContextSealOp,
-    o.HelperFunction: ops.CreateHelpersOp,
-    o.AccessStore: ops.CreateAccessStoreOp, o.Role: ops.CreateRoleOp,
-    o.Membership: ops.GrantRoleOp, o.SchemaUsage: ops.GrantOp, o.FunctionGrant: ops.GrantOp,
-    o.TableGrant: ops.GrantOp, o.TableOwner: ops.SetOwnerOp,
-    o.RowSecurity: ops.EnableRlsOp, o.Policy: ops.CreatePolicyOp,
-    o.View: ops.CreateViewOp,
-}
-_DROP: dict[type, type[ops.RlsOp]] = {
-    o.Schema: ops.DropSchemaOp, o.ContextSeal: ops.DropContextSealOp,
-    o.HelperFunction: ops.DropHelpersOp,
-    o.AccessStore: ops.DropAccessStoreOp, o.Role: ops.DropRoleOp,
-    o.Membership: ops.RevokeRoleOp, o.SchemaUsage: ops.RevokeOp, o.FunctionGrant: ops.RevokeOp,
-    o.TableGrant: ops.RevokeOp, o.TableOwner: ops.ResetOwnerOp,
-    o.RowSecurity: ops.DisableRlsOp, o.Policy: ops.DropPolicyOp,
-    o.View: ops.DropViewOp,
-}
-
-
 def _wrap(obj: o.DbObject) -> object:
     return (obj,) if isinstance(obj, o.HelperFunction) else obj
 
@@ -57,40 +37,26 @@ def _wrap(obj: o.DbObject) -> object:
 def _alter_ops(old: o.DbObject, new: o.DbObject) -> list[ops.RlsOp]:
     if isinstance(new, o.TableGrant):
         assert isinstance(old, o.TableGrant)
-        revoked, granted = privilege_delta(old, new)
-        out: list[ops.RlsOp] = []
-        if revoked:  # revoke, then grant: the reverse of the pair is the change back
-            gone = dataclasses.replace(new, privileges=revoked)
-            out.append(ops.RevokeOp(gone, existing=gone))
-        if granted:
-            out.append(ops.GrantOp(dataclasses.replace(new, privileges=granted)))
-        return out
+        return [ops.RevokeOp(grant, existing=grant) if step == "revoke" else ops.GrantOp(grant)
+                for step, grant in grant_steps(old, new)]
     if isinstance(new, o.RowSecurity):
         return [(ops.ForceRlsOp if new.force else ops.NoForceRlsOp)(new)]
-    if isinstance(new, o.Policy):
-        assert isinstance(old, o.Policy)
+    if isinstance(new, o.DbPolicy):
+        assert isinstance(old, o.DbPolicy)
         clauses = policy_delta(old, new) or {}
         return [ops.AlterPolicyOp(new, existing=old, clauses=list(clauses))]
-    kind = {o.Role: ops.AlterRoleOp, o.Membership: ops.GrantRoleOp,
-            o.HelperFunction: ops.ReplaceHelpersOp, o.AccessStore: ops.ReplaceAccessStoreOp,
-            o.ContextSeal: ops.ReplaceContextSealOp, o.TableOwner: ops.SetOwnerOp,
-            o.View: ops.ReplaceViewOp}[type(new)]
-    return [kind(_wrap(new), existing=_wrap(old))]
+    return [ops.op_for("alter", type(new))(_wrap(new), existing=_wrap(old))]
 
 
 def _grouped(operations: list[ops.RlsOp]) -> list[ops.RlsOp]:
-    """Consecutive helper ops of one kind, schema and prefix become one op."""
+    """Ops that merge with the one before them (consecutive helpers) become one op."""
     out: list[ops.RlsOp] = []
     for op in operations:
-        last = out[-1] if out else None
-        if (isinstance(op, ops._HelpersOp) and type(last) is type(op)
-                and (last.obj[0].schema, last.obj[0].settings_prefix,  # type: ignore[union-attr]
-                     last.obj[0].sealed)  # type: ignore[union-attr]
-                == (op.obj[0].schema, op.obj[0].settings_prefix, op.obj[0].sealed)):
-            existing = None if op.existing is None else last.existing + op.existing  # type: ignore[union-attr]
-            out[-1] = type(op)(last.obj + op.obj, existing=existing)  # type: ignore[union-attr]
-        else:
+        merged = out[-1].merged(op) if out else None
+        if merged is None:
             out.append(op)
+        else:
+            out[-1] = merged
     return out
 
 
@@ -110,10 +76,10 @@ def _for_revision(obj: o.DbObject | None, prefix: str) -> o.DbObject | None:
     if obj is None:
         return None
     obj = o.rename_roles(obj, lambda name: name[len(prefix):])
-    if isinstance(obj, o.Policy):
+    if isinstance(obj, o.DbPolicy):
         return dataclasses.replace(obj, using=_one_line(obj.using, parse_expression),
                                    with_check=_one_line(obj.with_check, parse_expression))
-    if isinstance(obj, o.View):
+    if isinstance(obj, o.DbView):
         return dataclasses.replace(obj, query=_one_line(obj.query, parse_query))
     return obj
 
@@ -129,9 +95,9 @@ def changes_to_ops(changes: list[Change], role_prefix: str = ""
                         _for_revision(change.new, role_prefix))
         if change.old is not None and change.action in ("drop", "replace"):
             old = _wrap(change.old)
-            before.append(_DROP[type(change.old)](old, existing=old))
+            before.append(ops.op_for("drop", type(change.old))(old, existing=old))
         if change.new is not None and change.action in ("create", "replace"):
-            after.append(_CREATE[type(change.new)](_wrap(change.new)))
+            after.append(ops.op_for("create", type(change.new))(_wrap(change.new)))
         if change.action == "alter":
             after += _alter_ops(change.old, change.new)  # type: ignore[arg-type]
     return _grouped(before), _grouped(after)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
@@ -25,6 +25,7 @@ from .. import objects as o
 from ..ddl import alter_policy, create, drop, update
 from ..errors import RlskitError
 from ..generate import DEFAULT_PG_VERSION
+from ..kinds import kind_of
 from ..render import render
 from ..sqltext import Privilege, parse_privileges
 
@@ -39,15 +40,31 @@ class RlsOp(MigrateOperation):
 
     name: ClassVar[str]
     sign: ClassVar[str]  # "+", "-" or "~" in revision summaries
-    noun: ClassVar[str]
+    kinds: ClassVar[tuple[type, ...]]  # the catalog objects it changes (`rlskit.kinds`)
+    noun: ClassVar[str]  # from the first kind: how summaries count it
     undo: ClassVar[type[RlsOp] | None] = None  # the op that reverses this one
+    ddl: ClassVar[Any]  # create, update or drop (`rlskit.ddl`), by default from the sign
+
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        if "kinds" in cls.__dict__:
+            cls.noun = kind_of(cls.kinds[0]).noun
+        sign = cls.__dict__.get("sign")
+        if "ddl" not in cls.__dict__ and isinstance(sign, str):
+            cls.ddl = staticmethod({"+": create, "~": update, "-": drop}[sign])
 
     def __init__(self, obj: Any, existing: Any = None) -> None:
         self.obj = obj
         self.existing = existing  # the state this op replaces or drops, when known
 
     def statements(self, pg_version: int) -> list[sql.Composable]:
-        raise NotImplementedError
+        """The op's SQL: its DDL for each object it holds."""
+        members = self.obj if isinstance(self.obj, tuple) else (self.obj,)
+        return [stmt for member in members for stmt in self.ddl(member, pg_version)]
+
+    def merged(self, other: RlsOp) -> RlsOp | None:
+        """This op and `other` as one (consecutive helper ops), or None."""
+        return None
 
     def with_role_prefix(self, prefix: str) -> RlsOp:
         """This op for the environment whose roles carry `prefix` (revisions name roles
@@ -87,16 +104,34 @@ def privileges_text(privileges: Sequence[Privilege]) -> str:
                      for p in privileges)
 
 
-def _register(cls: type[RlsOp]) -> type[RlsOp]:
-    Operations.register_operation(cls.name, "invoke")(cls)
-    return cls
+_BY_ROLE: dict[str, dict[type, type[RlsOp]]] = {"create": {}, "alter": {}, "drop": {}}
+
+
+def _register(*roles: str, undoes: type[RlsOp] | None = None
+              ) -> Callable[[type[RlsOp]], type[RlsOp]]:
+    """Make an op ``op.<name>`` (as Alembic's ``Operations.register_operation`` does), say
+    which changes of its kinds autogenerate makes with it (``"create"``, ``"alter"``,
+    ``"drop"``), and, with `undoes`, declare it and that op each other's reverse."""
+    def register(cls: type[RlsOp]) -> type[RlsOp]:
+        Operations.register_operation(cls.name, "invoke")(cls)
+        for role in roles:
+            _BY_ROLE[role].update(dict.fromkeys(cls.kinds, cls))
+        if undoes is not None:
+            cls.undo, undoes.undo = undoes, cls
+        return cls
+    return register
+
+
+def op_for(role: str, kind: type) -> type[RlsOp]:
+    """The op autogenerate uses to ``create``, ``alter`` or ``drop`` an object of `kind`."""
+    return _BY_ROLE[role][kind]
 
 
 # -- schema and helpers ----------------------------------------------------------------------
 
 
 class _SchemaOp(RlsOp):
-    noun = "schema"
+    kinds = (o.Schema,)
 
     def arguments(self) -> tuple[list[Any], dict[str, Any]]:
         return [self.obj.name], {}
@@ -107,23 +142,14 @@ class _SchemaOp(RlsOp):
         operations.invoke(cls(o.Schema(name)))
 
 
-@_register
+@_register("create")
 class CreateSchemaOp(_SchemaOp):
     name, sign = "create_schema", "+"
 
-    def statements(self, pg_version: int) -> list[sql.Composable]:
-        return create(self.obj, pg_version)
 
-
-@_register
+@_register("drop", undoes=CreateSchemaOp)
 class DropSchemaOp(_SchemaOp):
-    name, sign, undo = "drop_schema", "-", CreateSchemaOp
-
-    def statements(self, pg_version: int) -> list[sql.Composable]:
-        return drop(self.obj, pg_version)
-
-
-CreateSchemaOp.undo = DropSchemaOp
+    name, sign = "drop_schema", "-"
 
 
 def helper_functions(schema: str, functions: dict[str, str], settings_prefix: str,
@@ -140,7 +166,7 @@ def helper_functions(schema: str, functions: dict[str, str], settings_prefix: st
 
 
 class _HelpersOp(RlsOp):
-    noun = "helper"
+    kinds = (o.HelperFunction,)
 
     def arguments(self) -> tuple[list[Any], dict[str, Any]]:
         first = self.obj[0]
@@ -157,27 +183,31 @@ class _HelpersOp(RlsOp):
         while the context's seal verifies (see ``op.create_context_seal``)."""
         operations.invoke(cls(helper_functions(schema, functions, settings_prefix, sealed)))
 
-    def statements(self, pg_version: int) -> list[sql.Composable]:
-        return [stmt for f in self.obj for stmt in self.ddl(f, pg_version)]
+    def merged(self, other: RlsOp) -> RlsOp | None:
+        """Consecutive helper ops of one kind, schema and prefix are one op."""
+        if type(other) is not type(self):
+            return None
+        mine, theirs = self.obj[0], other.obj[0]
+        if (mine.schema, mine.settings_prefix, mine.sealed) != \
+                (theirs.schema, theirs.settings_prefix, theirs.sealed):
+            return None
+        existing = None if other.existing is None else self.existing + other.existing
+        return type(self)(self.obj + other.obj, existing=existing)
 
-    ddl = staticmethod(create)
 
-
-@_register
+@_register("create")
 class CreateHelpersOp(_HelpersOp):
     name, sign = "create_helpers", "+"
 
 
-@_register
+@_register("alter")
 class ReplaceHelpersOp(_HelpersOp):
     name, sign = "replace_helpers", "~"
-    ddl = staticmethod(update)
 
 
-@_register
+@_register("drop", undoes=CreateHelpersOp)
 class DropHelpersOp(_HelpersOp):
-    name, sign, undo = "drop_helpers", "-", CreateHelpersOp
-    ddl = staticmethod(drop)
+    name, sign = "drop_helpers", "-"
 
     def arguments(self) -> tuple[list[Any], dict[str, Any]]:
         return [self.obj[0].schema, [f.name for f in self.obj]], {}
@@ -189,11 +219,8 @@ class DropHelpersOp(_HelpersOp):
         operations.invoke(cls(helper_functions(schema, dict.fromkeys(functions, "text"), "")))
 
 
-CreateHelpersOp.undo = DropHelpersOp
-
-
 class _AccessStoreOp(RlsOp):
-    noun = "access store"
+    kinds = (o.AccessStore,)
 
     def arguments(self) -> tuple[list[Any], dict[str, Any]]:
         kwargs: dict[str, Any] = {"settings_prefix": self.obj.settings_prefix}
@@ -209,38 +236,28 @@ class _AccessStoreOp(RlsOp):
         match only a request context whose seal verifies."""
         operations.invoke(cls(o.AccessStore(schema, settings_prefix, sealed)))
 
-    def statements(self, pg_version: int) -> list[sql.Composable]:
-        return self.ddl(self.obj, pg_version)
 
-    ddl = staticmethod(create)
-
-
-@_register
+@_register("create")
 class CreateAccessStoreOp(_AccessStoreOp):
     name, sign = "create_access_store", "+"
 
 
-@_register
+@_register("alter")
 class ReplaceAccessStoreOp(_AccessStoreOp):
     """Replace the store's functions in place; its tables and grants stay."""
 
     name, sign = "replace_access_store", "~"
-    ddl = staticmethod(update)
 
 
-@_register
+@_register("drop", undoes=CreateAccessStoreOp)
 class DropAccessStoreOp(_AccessStoreOp):
     """Drop the store, and with it every grant recorded in it."""
 
-    name, sign, undo = "drop_access_store", "-", CreateAccessStoreOp
-    ddl = staticmethod(drop)
-
-
-CreateAccessStoreOp.undo = DropAccessStoreOp
+    name, sign = "drop_access_store", "-"
 
 
 class _ContextSealOp(RlsOp):
-    noun = "context seal"
+    kinds = (o.ContextSeal,)
 
     def arguments(self) -> tuple[list[Any], dict[str, Any]]:
         return [self.obj.schema], {"owner": self.obj.owner}
@@ -252,41 +269,31 @@ class _ContextSealOp(RlsOp):
         no revision holds one."""
         operations.invoke(cls(o.ContextSeal(schema, owner)))
 
-    def statements(self, pg_version: int) -> list[sql.Composable]:
-        return self.ddl(self.obj, pg_version)
 
-    ddl = staticmethod(create)
-
-
-@_register
+@_register("create")
 class CreateContextSealOp(_ContextSealOp):
     name, sign = "create_context_seal", "+"
 
 
-@_register
+@_register("alter")
 class ReplaceContextSealOp(_ContextSealOp):
     """Replace the verifier in place (its body, its owner); keys stay."""
 
     name, sign = "replace_context_seal", "~"
-    ddl = staticmethod(update)
 
 
-@_register
+@_register("drop", undoes=CreateContextSealOp)
 class DropContextSealOp(_ContextSealOp):
     """Drop the key table (and every key in it), the verifier and the key owner role."""
 
-    name, sign, undo = "drop_context_seal", "-", CreateContextSealOp
-    ddl = staticmethod(drop)
-
-
-CreateContextSealOp.undo = DropContextSealOp
+    name, sign = "drop_context_seal", "-"
 
 
 # -- roles and memberships -------------------------------------------------------------------
 
 
 class _RoleOp(RlsOp):
-    noun = "role"
+    kinds = (o.DbRole,)
 
     def arguments(self) -> tuple[list[Any], dict[str, Any]]:
         role = self.obj
@@ -305,30 +312,24 @@ class _RoleOp(RlsOp):
                settings: dict[str, str] | None = None, connection_limit: int = -1) -> None:
         """Create (if missing: roles are cluster-wide) or alter a role, with its settings
         (``ALTER ROLE … SET``) and connection limit."""
-        operations.invoke(cls(o.Role(name, login=login, inherit=inherit, bypassrls=bypassrls,
+        operations.invoke(cls(o.DbRole(name, login=login, inherit=inherit, bypassrls=bypassrls,
                                      settings=tuple(sorted((settings or {}).items())),
                                      connection_limit=connection_limit)))
 
 
-@_register
+@_register("create")
 class CreateRoleOp(_RoleOp):
     name, sign = "create_role", "+"
 
-    def statements(self, pg_version: int) -> list[sql.Composable]:
-        return create(self.obj, pg_version)
 
-
-@_register
+@_register("alter")
 class AlterRoleOp(_RoleOp):
     name, sign = "alter_role", "~"
 
-    def statements(self, pg_version: int) -> list[sql.Composable]:
-        return update(self.obj, pg_version)
 
-
-@_register
+@_register("drop", undoes=CreateRoleOp)
 class DropRoleOp(_RoleOp):
-    name, sign, undo = "drop_role", "-", CreateRoleOp
+    name, sign = "drop_role", "-"
 
     def arguments(self) -> tuple[list[Any], dict[str, Any]]:
         return [self.obj.name], {}
@@ -336,20 +337,15 @@ class DropRoleOp(_RoleOp):
     @classmethod
     def invoke(cls, operations: Operations, name: str) -> None:  # type: ignore[override]
         """Drop a role if it exists."""
-        operations.invoke(cls(o.Role(name, login=False, inherit=True)))
-
-    def statements(self, pg_version: int) -> list[sql.Composable]:
-        return drop(self.obj, pg_version)
+        operations.invoke(cls(o.DbRole(name, login=False, inherit=True)))
 
 
-CreateRoleOp.undo = DropRoleOp
-
-
-@_register
+@_register("create", "alter")
 class GrantRoleOp(RlsOp):
     """``GRANT role TO member`` with its options; with `existing`, a change of options."""
 
-    name, noun = "grant_role", "membership"
+    name, kinds = "grant_role", (o.Membership,)
+    ddl = staticmethod(create)
 
     @property
     def sign(self) -> str:  # type: ignore[override]
@@ -367,18 +363,16 @@ class GrantRoleOp(RlsOp):
         `admin` lets `to` grant `role` to others)."""
         operations.invoke(cls(o.Membership(role, to, inherit=inherit, set=set, admin=admin)))
 
-    def statements(self, pg_version: int) -> list[sql.Composable]:
-        return create(self.obj, pg_version)
-
     def reverse(self) -> RlsOp:
         if self.sign == "+":
             return RevokeRoleOp(self.obj, existing=self.obj)
         return GrantRoleOp(self.existing, existing=self.obj)
 
 
-@_register
+@_register("drop", undoes=GrantRoleOp)
 class RevokeRoleOp(RlsOp):
-    name, sign, noun, undo = "revoke_role", "-", "membership", GrantRoleOp
+    name, sign = "revoke_role", "-"
+    kinds = (o.Membership,)
 
     def arguments(self) -> tuple[list[Any], dict[str, Any]]:
         return [self.obj.role], {"from_": self.obj.member}
@@ -387,9 +381,6 @@ class RevokeRoleOp(RlsOp):
     def invoke(cls, operations: Operations, role: str, *, from_: str) -> None:
         """Revoke membership of `role` from `from_`."""
         operations.invoke(cls(o.Membership(role, from_, inherit=True, set=False)))
-
-    def statements(self, pg_version: int) -> list[sql.Composable]:
-        return drop(self.obj, pg_version)
 
 
 # -- privileges ------------------------------------------------------------------------------
@@ -412,7 +403,7 @@ def _privilege_object(privileges: str, table: str | None, role: str, schema: str
 
 
 class _PrivilegeOp(RlsOp):
-    noun = "grant"
+    kinds = (o.TableGrant, o.SchemaUsage, o.FunctionGrant)
     role_keyword: ClassVar[str]
 
     def arguments(self) -> tuple[list[Any], dict[str, Any]]:
@@ -426,7 +417,7 @@ class _PrivilegeOp(RlsOp):
                 {"table": obj.table, self.role_keyword: obj.role, "schema": obj.schema})
 
 
-@_register
+@_register("create")
 class GrantOp(_PrivilegeOp):
     name, sign, role_keyword = "grant", "+", "to"
 
@@ -438,13 +429,10 @@ class GrantOp(_PrivilegeOp):
         ``GRANT USAGE ON SCHEMA schema``; with `function`, ``GRANT EXECUTE ON FUNCTION``."""
         operations.invoke(cls(_privilege_object(privileges, table, to, schema, function)))
 
-    def statements(self, pg_version: int) -> list[sql.Composable]:
-        return create(self.obj, pg_version)
 
-
-@_register
+@_register("drop", undoes=GrantOp)
 class RevokeOp(_PrivilegeOp):
-    name, sign, undo, role_keyword = "revoke", "-", GrantOp, "from_"
+    name, sign, role_keyword = "revoke", "-", "from_"
 
     @classmethod
     def invoke(cls, operations: Operations, privileges: str, *, from_: str,
@@ -453,28 +441,23 @@ class RevokeOp(_PrivilegeOp):
         """The reverse of ``op.grant`` with the same arguments."""
         operations.invoke(cls(_privilege_object(privileges, table, from_, schema, function)))
 
-    def statements(self, pg_version: int) -> list[sql.Composable]:
-        return drop(self.obj, pg_version)
-
-
-GrantOp.undo = RevokeOp
-
 
 # -- table ownership -------------------------------------------------------------------------
 
 
 class _OwnerOp(RlsOp):
-    noun = "owner"
+    kinds = (o.TableOwner,)
 
     def arguments(self) -> tuple[list[Any], dict[str, Any]]:
         return [self.obj.table], {"schema": self.obj.schema, "owner": self.obj.owner}
 
 
-@_register
+@_register("create", "alter")
 class SetOwnerOp(_OwnerOp):
     """``ALTER TABLE … OWNER TO owner``; with `existing`, a change of owner."""
 
     name = "set_owner"
+    ddl = staticmethod(create)
 
     @property
     def sign(self) -> str:  # type: ignore[override]
@@ -487,20 +470,17 @@ class SetOwnerOp(_OwnerOp):
         schema, table = _split(table, schema)
         operations.invoke(cls(o.TableOwner(schema, table, owner)))
 
-    def statements(self, pg_version: int) -> list[sql.Composable]:
-        return create(self.obj, pg_version)
-
     def reverse(self) -> RlsOp:
         if self.existing is None or self.existing == self.obj:
             return ResetOwnerOp(self.obj, existing=self.obj)
         return SetOwnerOp(self.existing, existing=self.obj)
 
 
-@_register
+@_register("drop", undoes=SetOwnerOp)
 class ResetOwnerOp(_OwnerOp):
     """``ALTER TABLE … OWNER TO CURRENT_USER``: back to the role running the migration."""
 
-    name, sign, undo = "reset_owner", "-", SetOwnerOp
+    name, sign = "reset_owner", "-"
 
     @classmethod
     def invoke(cls, operations: Operations, table: str, *, owner: str,
@@ -509,15 +489,12 @@ class ResetOwnerOp(_OwnerOp):
         schema, table = _split(table, schema)
         operations.invoke(cls(o.TableOwner(schema, table, owner)))
 
-    def statements(self, pg_version: int) -> list[sql.Composable]:
-        return drop(self.obj, pg_version)
-
 
 # -- row security ----------------------------------------------------------------------------
 
 
 class _RowSecurityOp(RlsOp):
-    noun = "row security"
+    kinds = (o.RowSecurity,)
 
     def arguments(self) -> tuple[list[Any], dict[str, Any]]:
         kwargs: dict[str, Any] = {"schema": self.obj.schema}
@@ -533,23 +510,14 @@ class _RowSecurityOp(RlsOp):
         operations.invoke(cls(o.RowSecurity(schema, table, force=force)))
 
 
-@_register
+@_register("create")
 class EnableRlsOp(_RowSecurityOp):
     name, sign = "enable_rls", "+"
 
-    def statements(self, pg_version: int) -> list[sql.Composable]:
-        return create(self.obj, pg_version)
 
-
-@_register
+@_register("drop", undoes=EnableRlsOp)
 class DisableRlsOp(_RowSecurityOp):
-    name, sign, undo = "disable_rls", "-", EnableRlsOp
-
-    def statements(self, pg_version: int) -> list[sql.Composable]:
-        return drop(self.obj, pg_version)
-
-
-EnableRlsOp.undo = DisableRlsOp
+    name, sign = "disable_rls", "-"
 
 
 class _ForceOp(_RowSecurityOp):
@@ -563,20 +531,17 @@ class _ForceOp(_RowSecurityOp):
         schema, table = _split(table, schema)
         operations.invoke(cls(o.RowSecurity(schema, table, force=cls.force)))
 
-    def statements(self, pg_version: int) -> list[sql.Composable]:
-        return update(self.obj, pg_version)
-
     def reverse(self) -> RlsOp:
         other = NoForceRlsOp if self.force else ForceRlsOp
         return other(dataclasses.replace(self.obj, force=not self.force))
 
 
-@_register
+@_register()
 class ForceRlsOp(_ForceOp):
     name, force = "force_rls", True
 
 
-@_register
+@_register()
 class NoForceRlsOp(_ForceOp):
     name, force = "no_force_rls", False
 
@@ -584,19 +549,19 @@ class NoForceRlsOp(_ForceOp):
 # -- policies --------------------------------------------------------------------------------
 
 
-def _policy_identity(name: str, table: str, schema: str | None) -> o.Policy:
+def _policy_identity(name: str, table: str, schema: str | None) -> o.DbPolicy:
     schema, table = _split(table, schema)
-    return o.Policy(schema, table, name, True, "ALL", (), None, None)
+    return o.DbPolicy(schema, table, name, True, "ALL", (), None, None)
 
 
 class _PolicyOp(RlsOp):
-    noun = "policy"
+    kinds = (o.DbPolicy,)
 
     def identity(self) -> tuple[list[Any], dict[str, Any]]:
         return [self.obj.name], {"table": self.obj.table, "schema": self.obj.schema}
 
 
-@_register
+@_register("create")
 class CreatePolicyOp(_PolicyOp):
     name, sign = "create_policy", "+"
 
@@ -624,13 +589,10 @@ class CreatePolicyOp(_PolicyOp):
             policy, permissive=permissive, command=command.upper(), roles=tuple(to),
             using=using, with_check=with_check)))
 
-    def statements(self, pg_version: int) -> list[sql.Composable]:
-        return create(self.obj, pg_version)
 
-
-@_register
+@_register("drop", undoes=CreatePolicyOp)
 class DropPolicyOp(_PolicyOp):
-    name, sign, undo = "drop_policy", "-", CreatePolicyOp
+    name, sign = "drop_policy", "-"
 
     def arguments(self) -> tuple[list[Any], dict[str, Any]]:
         return self.identity()
@@ -641,20 +603,14 @@ class DropPolicyOp(_PolicyOp):
         """``DROP POLICY name ON schema.table``."""
         operations.invoke(cls(_policy_identity(name, table, schema)))
 
-    def statements(self, pg_version: int) -> list[sql.Composable]:
-        return drop(self.obj, pg_version)
 
-
-CreatePolicyOp.undo = DropPolicyOp
-
-
-@_register
+@_register("alter")
 class AlterPolicyOp(_PolicyOp):
     """``ALTER POLICY`` setting only the clauses given (`clauses`)."""
 
     name, sign = "alter_policy", "~"
 
-    def __init__(self, obj: o.Policy, existing: o.Policy | None = None,
+    def __init__(self, obj: o.DbPolicy, existing: o.DbPolicy | None = None,
                  clauses: Sequence[str] = ("roles", "using", "with_check")) -> None:
         super().__init__(obj, existing)
         self.clauses = tuple(c for c in clauses if getattr(obj, c) is not None)
@@ -690,7 +646,7 @@ class AlterPolicyOp(_PolicyOp):
 
 
 class _ViewOp(RlsOp):
-    noun = "view"
+    kinds = (o.DbView,)
 
     def arguments(self) -> tuple[list[Any], dict[str, Any]]:
         v = self.obj
@@ -706,29 +662,23 @@ class _ViewOp(RlsOp):
                options: dict[str, str] | None = None) -> None:
         """A view marked as managed by rlskit, with options such as
         ``{"security_invoker": "true", "security_barrier": "true"}``."""
-        operations.invoke(cls(o.View(schema, name, query, tuple(columns),
+        operations.invoke(cls(o.DbView(schema, name, query, tuple(columns),
                                      tuple((options or {}).items()))))
 
 
-@_register
+@_register("create")
 class CreateViewOp(_ViewOp):
     name, sign = "create_view", "+"
 
-    def statements(self, pg_version: int) -> list[sql.Composable]:
-        return create(self.obj, pg_version)
 
-
-@_register
+@_register("alter")
 class ReplaceViewOp(_ViewOp):
     name, sign = "replace_view", "~"
 
-    def statements(self, pg_version: int) -> list[sql.Composable]:
-        return update(self.obj, pg_version)
 
-
-@_register
+@_register("drop", undoes=CreateViewOp)
 class DropViewOp(_ViewOp):
-    name, sign, undo = "drop_view", "-", CreateViewOp
+    name, sign = "drop_view", "-"
 
     def arguments(self) -> tuple[list[Any], dict[str, Any]]:
         return [self.obj.name], {"schema": self.obj.schema}
@@ -737,13 +687,7 @@ class DropViewOp(_ViewOp):
     def invoke(cls, operations: Operations, name: str, *,  # type: ignore[override]
                schema: str = "public") -> None:
         """``DROP VIEW schema.name``."""
-        operations.invoke(cls(o.View(schema, name, "", (), ())))
-
-    def statements(self, pg_version: int) -> list[sql.Composable]:
-        return drop(self.obj, pg_version)
-
-
-CreateViewOp.undo = DropViewOp
+        operations.invoke(cls(o.DbView(schema, name, "", (), ())))
 
 
 # -- running an op ---------------------------------------------------------------------------

@@ -30,19 +30,19 @@ def _value(value: Any, indent: str) -> str:
     return "(" + f"\n{inner}".join(repr(c) for c in chunks) + ")"
 
 
-def render_op(op: RlsOp) -> str:
-    """The Python call for `op`."""
+def render_op(op: RlsOp, prefix: str = "op.") -> str:
+    """The Python call for `op` (`prefix`: Alembic's ``alembic_module_prefix``)."""
     args, kwargs = op.arguments()
     flat = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
-    one_line = f"op.{op.name}({', '.join(flat)})"
+    one_line = f"{prefix}{op.name}({', '.join(flat)})"
     if len(one_line) + 4 <= _WIDTH:
         return one_line
     indent = "    "
     lines = [f"{indent}{_value(a, indent)}," for a in args]
     lines += [f"{indent}{k}={_value(v, indent + ' ' * (len(k) + 1))}," for k, v in kwargs.items()]
-    return f"op.{op.name}(\n" + "\n".join(lines) + "\n)"
+    return f"{prefix}{op.name}(\n" + "\n".join(lines) + "\n)"
 
 
 @renderers.dispatch_for(RlsOp)
 def _render(autogen_context: AutogenContext, op: RlsOp) -> str:
-    return render_op(op)
+    return render_op(op, autogen_context.opts.get("alembic_module_prefix", "op.") or "")

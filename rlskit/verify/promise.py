@@ -38,11 +38,11 @@ class Promises:
         for g in objects:
             if isinstance(g, o.TableGrant):
                 self.grants[(f"{g.schema}.{g.table}", g.role)] = g.privileges
-        self.policies: dict[str, list[o.Policy]] = {}
+        self.policies: dict[str, list[o.DbPolicy]] = {}
         for p in objects:
-            if isinstance(p, o.Policy):
+            if isinstance(p, o.DbPolicy):
                 self.policies.setdefault(f"{p.schema}.{p.table}", []).append(p)
-        self.views = {f"{v.schema}.{v.name}": v for v in objects if isinstance(v, o.View)}
+        self.views = {f"{v.schema}.{v.name}": v for v in objects if isinstance(v, o.DbView)}
 
     def allowed(self, actor: Actor, relation: str, command: str,
                 columns: tuple[str, ...] = ()) -> bool:
@@ -83,7 +83,7 @@ class Promises:
                    if command in row_commands(p.command)
                    and (not p.roles or set(p.roles) & actor.uses)]
 
-        def text(p: o.Policy) -> str | None:
+        def text(p: o.DbPolicy) -> str | None:
             return (p.with_check or p.using) if check else p.using
 
         restrictive = [t for p in applies if not p.permissive and (t := text(p))]

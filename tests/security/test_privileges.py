@@ -226,7 +226,7 @@ def test_psql_gets_no_secret_on_its_command_line(tmp_path, dev, prod):
 
 
 def test_a_control_character_cannot_smuggle_a_libpq_option():
-    from rlskit.cli_access import _pgoptions
+    from rlskit.cli.access import _pgoptions
     from rlskit.errors import ConfigError
 
     assert _pgoptions("dev analyst") == "-c role=dev\\ analyst"

@@ -16,8 +16,11 @@ import psycopg
 import typer
 from rich.table import Table
 
-from . import cli_access, keystore
-from .cli import (
+from .. import keystore
+from ..config import load_config
+from ..errors import ConfigError
+from ..seal import ContextKey
+from .common import (
     DatabaseOption,
     EnvOption,
     Format,
@@ -27,10 +30,8 @@ from .cli import (
     handled,
     model_and_database,
     out,
+    say,
 )
-from .config import load_config
-from .errors import ConfigError
-from .seal import ContextKey
 
 key_app = typer.Typer(rich_markup_mode=None,
     help="The keys that seal request contexts: the application signs with one, the database "
@@ -84,10 +85,10 @@ def rotate_command(
         keystore.rotate(conn, schema, key)
     if out_file is not None:
         _write_secret(out_file, key.text())
-        cli_access.say(f"added context key {key.kid!r}; written to {out_file} (mode 0600)")
+        say(f"added context key {key.kid!r}; written to {out_file} (mode 0600)")
     else:
         typer.echo(f"RLSKIT_CONTEXT_KEY={key.text()}")
-        cli_access.say(f"added context key {key.kid!r}; this is the only time it is shown")
+        say(f"added context key {key.kid!r}; this is the only time it is shown")
 
 
 @key_app.command("retire")
@@ -101,7 +102,7 @@ def retire_command(
     with conn:
         if not keystore.retire(conn, schema, key_id):
             raise ConfigError(f"no live context key {key_id!r} (see rlskit key list)")
-    cli_access.say(f"retired context key {key_id!r}")
+    say(f"retired context key {key_id!r}")
 
 
 @key_app.command("list")

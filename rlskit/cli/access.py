@@ -16,24 +16,23 @@ from typing import Annotated
 import psycopg
 import typer
 from psycopg.conninfo import conninfo_to_dict
-from rich.console import Console
 from rich.table import Table
 
-from . import access
-from .cli import (
+from .. import access
+from ..config import load_config
+from ..errors import ConfigError
+from ..server import embedded_bin_dir
+from .common import (
     DatabaseOption,
     EnvOption,
     Format,
     ModelOption,
     app,
-    err,
     handled,
     model_and_database,
     out,
+    say,
 )
-from .config import load_config
-from .errors import ConfigError
-from .server import embedded_bin_dir
 
 access_app = typer.Typer(rich_markup_mode=None,
     help="Who holds a data product's roles: grants to users, groups and attribute rules, "
@@ -48,10 +47,6 @@ AttributeOption = Annotated[str | None, typer.Option(
     "--attribute", help="An attribute rule, name=value over the model's context "
                         "(e.g. department=Finance).")]
 ReasonOption = Annotated[str, typer.Option("--reason", help="Why (kept in the audit trail).")]
-
-
-def say(text: str, console: Console = err) -> None:
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def _change(verb: str, product: str, role: str, user: str | None, group: str | None,
