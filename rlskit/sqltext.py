@@ -8,7 +8,7 @@ canonical SQL. Generated DDL only ever embeds the deparsed text.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -153,6 +153,21 @@ def _children(node: ast.Node) -> Iterator[tuple[str, int | None, ast.Node]]:
                     yield name, i, item
 
 
+def _map_children(node: ast.Node, change: Callable[[ast.Node], ast.Node]) -> ast.Node:
+    """Put `change(child)` in place of every child of `node` (in place); returns `node`."""
+    for field, index, child in list(_children(node)):
+        new = change(child)
+        if new is child:
+            continue
+        if index is None:
+            setattr(node, field, new)
+        else:
+            items = list(getattr(node, field))
+            items[index] = new
+            setattr(node, field, tuple(items))
+    return node
+
+
 def walk(node: ast.Node) -> Iterator[ast.Node]:
     """Every node below and including `node`, depth first."""
     yield node
@@ -260,17 +275,7 @@ def wrap_helper_calls(node: ast.Node, schema: str) -> ast.Node:
         return node
     if _is_helper(node, schema):
         return _wrap(node)
-    for field, index, child in list(_children(node)):
-        new = wrap_helper_calls(child, schema)
-        if new is child:
-            continue
-        if index is None:
-            setattr(node, field, new)
-        else:
-            items = list(getattr(node, field))
-            items[index] = new
-            setattr(node, field, tuple(items))
-    return node
+    return _map_children(node, lambda child: wrap_helper_calls(child, schema))
 
 
 @lru_cache(maxsize=4096)
@@ -301,14 +306,7 @@ def canonical_expression(text: str) -> str:
 
 
 def _sorted_operands(node: ast.Node) -> ast.Node:
-    for field, index, child in list(_children(node)):
-        new = _sorted_operands(child)
-        if index is None:
-            setattr(node, field, new)
-        else:
-            items = list(getattr(node, field))
-            items[index] = new
-            setattr(node, field, tuple(items))
+    _map_children(node, _sorted_operands)
     if isinstance(node, ast.BoolExpr) and node.boolop != enums.BoolExprType.NOT_EXPR:
         node.args = tuple(sorted(node.args, key=deparse))
     elif (isinstance(node, ast.A_Expr) and node.kind == enums.A_Expr_Kind.AEXPR_OP

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import psycopg
 import pytest
-from products import Environment
 from psycopg import sql
+from support.products import Environment
 
 from rlskit.examples.install import ExampleData, install
 from rlskit.examples.saas import build_model

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from products import Environment, regions
 from psycopg import sql
-from tokens import AUDIENCE, ISSUER, SECRET
+from support.products import Environment, regions
+from support.tokens import AUDIENCE, ISSUER, SECRET
 
 import rlskit
 from rlskit import access

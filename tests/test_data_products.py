@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from products import regions
 from psycopg import errors
+from support.products import regions
 
 from rlskit import ModelError, access
 from rlskit.context import for_role

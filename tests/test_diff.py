@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from snapshots import snapshot
+from support.snapshots import snapshot
 
 from rlskit.diff import diff_database, drift_sql
 

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from tokens import (
+from support.tokens import (
     AUDIENCE,
     ISSUER,
     SECRET,

@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from psycopg import sql
-from snapshots import snapshot
+from support.snapshots import snapshot
 
 from rlskit import Claim, Model
 from rlskit.config import load_config

@@ -16,8 +16,8 @@ from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from psycopg import sql
-from snapshots import snapshot
 from sqlalchemy import create_engine, pool
+from support.snapshots import snapshot
 
 from rlskit.config import load_config
 from rlskit.diff import diff_database

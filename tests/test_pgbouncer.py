@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import psycopg
 from conftest import Example
-from pgbouncer import pgbouncer
+from support.pgbouncer import pgbouncer
 from test_runtime import (
     COUNT_BY_TENANT,
     NO_CONTEXT_PROBE,

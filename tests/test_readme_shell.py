@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from conftest import Example
-from products import Environment
+from support.products import Environment
 from test_access import project
 
 from rlskit.keystore import list_keys, rotate

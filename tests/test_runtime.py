@@ -17,7 +17,7 @@ from conftest import Example, owner_login
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
-from tokens import AUDIENCE, ISSUER, SECRET, claims, sign, unsigned
+from support.tokens import AUDIENCE, ISSUER, SECRET, claims, sign, unsigned
 
 from rlskit import ContextError, RequestContext, TokenError, UnsafeConnectionError
 from rlskit.context import for_role, from_claims, from_token
