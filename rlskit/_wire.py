@@ -41,7 +41,7 @@ _prepared: weakref.WeakKeyDictionary[object, set[bytes]] = weakref.WeakKeyDictio
 def context_statement(names: tuple[str, ...]) -> tuple[bytes, bytes]:
     """The context statement setting the role and the settings `names` (values ``$1``…:
     the role, then each setting's value), and its prepared statement name."""
-    calls = [sql.SQL("set_config('role', $1, true)")]
+    calls: list[sql.Composable] = [sql.SQL("set_config('role', $1, true)")]
     calls += [sql.SQL("set_config({}, ${}, true)").format(sql.Literal(name), sql.SQL(str(i)))
               for i, name in enumerate(names, 2)]
     query = sql.SQL("SELECT {}").format(sql.SQL(", ").join(calls)).as_bytes()

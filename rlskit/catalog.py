@@ -14,6 +14,7 @@ from . import objects as o
 from .access.store import FUNCTIONS, SEALED_SUFFIX, STORE_COMMENT
 from .keystore import KEY_STATUS, KEY_TABLE, KEYSTORE_COMMENT, VERIFIER
 from .model import TABLE_PRIVILEGES, Model
+from .rows import one
 from .sqltext import Privilege, setting_read
 
 __all__ = ["POLICY_COMMANDS", "read_catalog"]
@@ -193,7 +194,7 @@ def read_catalog(conn: psycopg.Connection, model: Model) -> list[o.DbObject]:
         setting, prefix, sealed = setting_read(definition) or (None, "", False)
         out.append(o.HelperFunction(schema, name, returns, setting, prefix,
                                     definition=definition, arguments=args, sealed=sealed))
-    (comment,) = conn.execute(_ACCESS_STORE, params).fetchone()
+    (comment,) = one(conn.execute(_ACCESS_STORE, params))
     if comment is not None and comment.startswith(STORE_COMMENT):
         prefix = comment[len(STORE_COMMENT):]
         sealed = prefix.endswith(SEALED_SUFFIX)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from functools import singledispatch
+from typing import Any
 
 from psycopg import sql
 
@@ -53,7 +54,7 @@ def _create_schema(obj: o.Schema, pg_version: int) -> list[sql.Composable]:
 def _create_helper_function(obj: o.HelperFunction, pg_version: int) -> list[sql.Composable]:
     if obj.setting is None:
         signature = sql.SQL("{}({})").format(Ident(obj.schema, obj.name), sql.SQL(obj.arguments))
-        setting = sql.SQL("{} || {}").format(
+        setting: sql.Composable = sql.SQL("{} || {}").format(
             sql.Literal(obj.settings_prefix + "."), Ident("name")
         )
     else:
@@ -208,7 +209,7 @@ def _create_view(obj: o.DbView, pg_version: int) -> list[sql.Composable]:
 
 
 def _view(obj: o.DbView, verb: str) -> list[sql.Composable]:
-    name = Ident(obj.schema, obj.name)
+    name: sql.Composable = Ident(obj.schema, obj.name)
     if obj.columns:
         name = sql.SQL("{} ({})").format(
             name, sql.SQL(", ").join(Ident(c) for c in obj.columns)
@@ -385,7 +386,7 @@ def _grouped(privileges: tuple[Privilege, ...], atoms: set[tuple[str, str | None
     return tuple(Privilege(name, columns) for (name, _), columns in merged.items())
 
 
-def policy_delta(old: o.DbPolicy, new: o.DbPolicy) -> dict[str, object] | None:
+def policy_delta(old: o.DbPolicy, new: o.DbPolicy) -> dict[str, Any] | None:
     """The clauses (``roles``, ``using``, ``with_check``) of `new` that differ from `old`,
     or None when ALTER POLICY cannot make the change (command, permissive/restrictive, or
     a clause that appears or disappears, which ALTER could not undo)."""
@@ -394,7 +395,7 @@ def policy_delta(old: o.DbPolicy, new: o.DbPolicy) -> dict[str, object] | None:
     if (old.using is None) != (new.using is None) or \
             (old.with_check is None) != (new.with_check is None):
         return None
-    clauses: dict[str, object] = {}
+    clauses: dict[str, Any] = {}
     if sorted(new.roles) != sorted(old.roles):
         clauses["roles"] = new.roles
     for clause in ("using", "with_check"):

@@ -39,14 +39,17 @@ class Change:
         return self.new if self.new is not None else self.old  # type: ignore[return-value]
 
     def statements(self, pg_version: int) -> list[str]:
-        if self.action == "create":
-            stmts = create(self.new, pg_version)
-        elif self.action == "drop":
-            stmts = drop(self.old, pg_version)
-        elif self.action == "alter":
-            stmts = alter(self.old, self.new, pg_version) or []
+        old, new = self.old, self.new
+        if self.action == "create" and new is not None:
+            stmts = create(new, pg_version)
+        elif self.action == "drop" and old is not None:
+            stmts = drop(old, pg_version)
+        elif self.action == "alter" and old is not None and new is not None:
+            stmts = alter(old, new, pg_version) or []
+        elif old is not None and new is not None:  # replace
+            stmts = [*drop(old, pg_version), *create(new, pg_version)]
         else:
-            stmts = [*drop(self.old, pg_version), *create(self.new, pg_version)]
+            raise ValueError(f"a {self.action} change without its objects")
         return [render(s) for s in stmts]
 
 

@@ -61,18 +61,18 @@ def build_graph(model: Model) -> Graph:
     for table in model.tables.values():
         kind = "tenant table" if table.tenant_column else "table"
         label = table.qualified + (" (RLS, forced)" if table.rls else "")
-        target = node(table.qualified, label, kind)
-        for role, privileges in table.grants.items():
-            edges.append(Edge(ids[f"role {model.resolve_role(role).name}"], target,
+        relation_id = node(table.qualified, label, kind)
+        for grantee, privileges in table.grants.items():
+            edges.append(Edge(ids[f"role {model.resolve_role(grantee).name}"], relation_id,
                               ", ".join(_privilege(p) for p in privileges), "grant"))
     for view in model.views.values():
         name = f"{view.schema}.{view.name}"
-        target = node(name, f"{name} (view)", "view")
-        for role, privileges in view.grants.items():
-            edges.append(Edge(ids[f"role {model.resolve_role(role).name}"], target,
+        view_id = node(name, f"{name} (view)", "view")
+        for grantee, privileges in view.grants.items():
+            edges.append(Edge(ids[f"role {model.resolve_role(grantee).name}"], view_id,
                               ", ".join(_privilege(p) for p in privileges), "grant"))
         for relation in relations_read(view.query_sql, view.schema):
-            edges.append(Edge(target, node(relation, relation, "table"), "reads", "reads"))
+            edges.append(Edge(view_id, node(relation, relation, "table"), "reads", "reads"))
     return Graph(tuple(nodes), tuple(edges))
 
 

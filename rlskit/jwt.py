@@ -202,7 +202,8 @@ class Verifier:
             if len(raw) < MIN_SECRET_BYTES:
                 raise ConfigError(f"an HMAC secret must have at least {MIN_SECRET_BYTES} "
                                   f"bytes, this one has {len(raw)}")
-            self._key, family = raw, HMAC_ALGORITHMS
+            family: tuple[str, ...] = HMAC_ALGORITHMS
+            self._key = raw
         elif public_key is not None:
             self._key, family = _pem_key(public_key)
         else:

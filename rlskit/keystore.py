@@ -31,6 +31,7 @@ from psycopg import errors, sql
 from .errors import ConfigError
 from .objects import ContextSeal
 from .render import Ident, dollar_quoted
+from .rows import one
 from .seal import KEY_CHECK, SEAL_SETTING, ContextKey
 from .sqltext import SEALED_READER
 
@@ -161,7 +162,7 @@ def _table(schema: str) -> sql.Composable:
     return Ident(schema, KEY_TABLE)
 
 
-def _run(conn: psycopg.Connection, schema: str, query: sql.Composable,
+def _run(conn: psycopg.Connection, schema: str, query: sql.SQL | sql.Composed,
          params: list | None = None) -> list[tuple]:
     try:
         with conn.transaction():
@@ -210,5 +211,5 @@ def key_status(conn: psycopg.Connection, schema: str, key: ContextKey) -> str:
     """What the database says of the application's key: ``ok``, ``unknown``, ``retired``
     or ``mismatch`` (same id, another secret)."""
     query = sql.SQL("SELECT {}(%s, %s)").format(Ident(schema, KEY_STATUS))
-    (status,) = conn.execute(query, [key.kid, key.probe()]).fetchone()
+    (status,) = one(conn.execute(query, [key.kid, key.probe()]))
     return status

@@ -95,4 +95,5 @@ def declare_product(model: Model, name: str, tables: list[Any], schema: str | No
             t.policy(f"{kind}_access", command="ALL", to=roles[kind], using="true")
         declared.append(t)
     model.admin(roles["owner"], of=[roles["analyst"], roles["engineer"]])
-    return DataProduct(name, schema or model.schema, declared, **roles, model=model)
+    return DataProduct(name, schema or model.schema, declared, roles["analyst"],
+                       roles["engineer"], roles["owner"], model=model)

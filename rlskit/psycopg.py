@@ -26,6 +26,7 @@ from . import _wire as wire
 from .context import RequestContext
 from .errors import ContextError, UnsafeConnectionError
 from .model import Model
+from .rows import one
 from .runtime import (
     check_connection,
     check_connection_async,
@@ -94,10 +95,12 @@ class transaction:  # noqa: N801 - used like a function, as psycopg's own conn.t
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> bool:
-        if self.conn.closed:
+        conn = self.conn
+        if conn.closed:
             return False
-        ended = _ended(self.conn) and kind is None
-        self._finish(self.conn.commit if kind is None else self.conn.rollback)
+        assert isinstance(conn, psycopg.Connection)
+        ended = _ended(conn) and kind is None
+        self._finish(conn.commit if kind is None else conn.rollback)
         if ended:
             raise ContextError(_ENDED)
         return isinstance(exc, psycopg.Rollback)
@@ -125,20 +128,24 @@ class transaction:  # noqa: N801 - used like a function, as psycopg's own conn.t
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> bool:
-        if self.conn.closed:
+        conn = self.conn
+        if conn.closed:
             return False
-        ended = _ended(self.conn) and kind is None
-        await self._afinish(self.conn.commit if kind is None else self.conn.rollback)
+        assert isinstance(conn, psycopg.AsyncConnection)
+        ended = _ended(conn) and kind is None
+        await self._afinish(conn.commit if kind is None else conn.rollback)
         if ended:
             raise ContextError(_ENDED)
         return isinstance(exc, psycopg.Rollback)
 
     async def _afinish(self, end: Callable[[], Awaitable[None]]) -> None:
+        conn = self.conn
+        assert isinstance(conn, psycopg.AsyncConnection)
         try:
             await end()
         finally:
-            if not self.conn.closed:
-                await self.conn.set_autocommit(self._autocommit)
+            if not conn.closed:
+                await conn.set_autocommit(self._autocommit)
 
 
 _ENDED = ("the request context's transaction was ended inside its block (commit() or "
@@ -182,7 +189,7 @@ def reset(conn: psycopg.Connection, model: Model) -> None:
     try:
         conn.execute("DISCARD ALL")
         _forget_prepared(conn)
-        row = conn.execute(query, settings).fetchone()
+        row = one(conn.execute(query, settings))
     finally:
         conn.autocommit = autocommit
     _refuse(leftovers(row, settings))
@@ -197,6 +204,7 @@ async def reset_async(conn: psycopg.AsyncConnection, model: Model) -> None:
         await conn.execute("DISCARD ALL")
         _forget_prepared(conn)
         row = await (await conn.execute(query, settings)).fetchone()
+        assert row is not None  # one row, always
     finally:
         await conn.set_autocommit(autocommit)
     _refuse(leftovers(row, settings))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import threading
+from typing import Any
 
 from pglast import ast, prettify
 from pglast.printers import NODE_PRINTERS
@@ -29,9 +30,9 @@ class Ident(sql.Identifier):
         self.parts = strings
 
 
-def _grant_role_option(node: ast.DefElem, output) -> None:  # type: ignore[no-untyped-def]
+def _grant_role_option(node: ast.DefElem, output: Any) -> None:
     """Spell membership options as ``INHERIT TRUE`` / ``SET FALSE`` (pglast writes OPTION)."""
-    name = node.defname.upper()
+    name = (node.defname or "").upper()
     value = node.arg.boolval if isinstance(node.arg, ast.Boolean) else True
     if name == "ADMIN" and value:
         output.write("ADMIN OPTION")

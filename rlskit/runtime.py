@@ -112,15 +112,17 @@ def _verdict(rows: list[tuple[str, str, str | None]], model: Model,
                                     f"{'; '.join(problems)}; {use}")
 
 
-def _key_query(model: Model, key: ContextKey) -> tuple[sql.Composable, list[str]]:
+def _key_query(model: Model, key: ContextKey) -> tuple[sql.Composed, list[str]]:
     query = sql.SQL("SELECT {}(%s, %s), extract(epoch FROM statement_timestamp())::float8"
                     ).format(sql.Identifier(model.helpers_schema, KEY_STATUS))
     return query, [key.kid, key.probe()]
 
 
-def _key_verdict(status: str, db_time: float, key: ContextKey) -> None:
+def _key_verdict(row: tuple[Any, ...] | None, key: ContextKey) -> None:
     """Refuse to start with a key the database does not accept, or a clock so far off
-    that seals expire (or live too long) by the database's clock."""
+    that seals expire (or live too long) by the database's clock. `row` is the key
+    status and the database's time."""
+    status, db_time = row or ("unknown", time.time())
     kid = key.kid
     if status != "ok":
         why = {"unknown": "is not known to the database (add it with `rlskit key rotate`, "
@@ -154,7 +156,7 @@ def check_connection(conn: psycopg.Connection, model: Model) -> None:
                      conn.info.server_version)
             if model.sealed:
                 key = current_key()
-                _key_verdict(*cur.execute(*_key_query(model, key)).fetchone(), key)
+                _key_verdict(cur.execute(*_key_query(model, key)).fetchone(), key)
     except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedFunction):
         raise _no_verifier(model) from None
     finally:
@@ -172,7 +174,7 @@ async def check_connection_async(conn: psycopg.AsyncConnection, model: Model) ->
             if model.sealed:
                 key = current_key()
                 await cur.execute(*_key_query(model, key))
-                _key_verdict(*await cur.fetchone(), key)
+                _key_verdict(await cur.fetchone(), key)
     except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedFunction):
         raise _no_verifier(model) from None
     finally:

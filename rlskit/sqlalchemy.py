@@ -50,17 +50,18 @@ def install(engine: Engine | AsyncEngine, model: Model, *, require: bool = True,
                                    "inside 'with rlskit.as_context(ctx):'")
             return
         driver = conn.connection.driver_connection
+        adapted: Any = conn.connection.dbapi_connection
         if isinstance(driver, psycopg.AsyncConnection):  # SQLAlchemy's documented bridge
-            conn.connection.dbapi_connection.run_async(lambda d: apply_async(d, ctx))
+            adapted.run_async(lambda d: apply_async(d, ctx))
         else:
-            apply(driver, ctx)
+            apply(_sync(driver), ctx)
 
     def connect(dbapi: Any, record: ConnectionPoolEntry) -> None:
         driver = record.driver_connection
         if isinstance(driver, psycopg.AsyncConnection):
             dbapi.run_async(lambda d: check_connection_async(d, model))
         else:
-            check_connection(driver, model)
+            check_connection(_sync(driver), model)
 
     def reset(dbapi: Any, record: ConnectionPoolEntry, state: PoolResetState) -> None:
         if state.terminate_only:  # being discarded anyway
@@ -71,8 +72,8 @@ def install(engine: Engine | AsyncEngine, model: Model, *, require: bool = True,
                 dbapi.run_async(lambda d: d.rollback())
                 dbapi.run_async(lambda d: reset_async(d, model))
             else:
-                driver.rollback()
-                reset_connection(driver, model)
+                _sync(driver).rollback()
+                reset_connection(_sync(driver), model)
         except UnsafeConnectionError as exc:
             record.invalidate(exc)
 
@@ -80,3 +81,10 @@ def install(engine: Engine | AsyncEngine, model: Model, *, require: bool = True,
     event.listen(sync_engine.pool, "reset", reset)
     if check:
         event.listen(sync_engine, "connect", connect)
+
+
+def _sync(driver: Any) -> psycopg.Connection:
+    """The engine's psycopg connection (``install`` refused any other driver)."""
+    if not isinstance(driver, psycopg.Connection):
+        raise ConfigError(f"rlskit needs a psycopg connection, not {type(driver).__name__}")
+    return driver

@@ -63,12 +63,15 @@ def _parse_one(text: str, what: str) -> ast.Node:
         raise SqlTextError(f"syntax error in {what}: {exc.args[0]}") from None
     if len(statements) != 1:
         raise SqlTextError(f"{what} must be a single piece of SQL, found {len(statements)}")
-    return statements[0].stmt
+    stmt = statements[0].stmt
+    if stmt is None:
+        raise SqlTextError(f"{what} is empty")
+    return stmt
 
 
 def _only_fields(node: ast.Node, allowed: set[str]) -> bool:
     """True when every populated field of `node` is in `allowed`."""
-    for name in node.__slots__:
+    for name in _slots(node):
         if name in allowed or name == "location":
             continue
         value = getattr(node, name)
@@ -119,10 +122,10 @@ def parse_privileges(text: str) -> tuple[Privilege, ...]:
         or stmt.targtype != enums.GrantTargetType.ACL_TARGET_OBJECT
         or stmt.objtype != enums.ObjectType.OBJECT_TABLE
         or len(stmt.objects or ()) != 1
-        or stmt.objects[0].relname != PLACEHOLDER_TABLE
-        or stmt.objects[0].schemaname is not None
+        or (stmt.objects or ())[0].relname != PLACEHOLDER_TABLE
+        or (stmt.objects or ())[0].schemaname is not None
         or len(stmt.grantees or ()) != 1
-        or stmt.grantees[0].rolename != PLACEHOLDER_ROLE
+        or (stmt.grantees or ())[0].rolename != PLACEHOLDER_ROLE
         or stmt.grant_option
         or stmt.grantor is not None
     ):
@@ -142,8 +145,13 @@ def deparse(node: ast.Node) -> str:
     return RawStream()(node)
 
 
+def _slots(node: ast.Node) -> tuple[str, ...]:
+    """The fields of a pglast node (its attribute names)."""
+    return tuple(getattr(type(node), "__slots__", ()))
+
+
 def _children(node: ast.Node) -> Iterator[tuple[str, int | None, ast.Node]]:
-    for name in node.__slots__:
+    for name in _slots(node):
         value = getattr(node, name)
         if isinstance(value, ast.Node):
             yield name, None, value
@@ -176,16 +184,16 @@ def walk(node: ast.Node) -> Iterator[ast.Node]:
 
 
 def _func_name(node: ast.FuncCall) -> tuple[str, ...]:
-    return tuple(part.sval for part in node.funcname)
+    return tuple(part.sval for part in node.funcname or ())
 
 
-def _string_arg(node: ast.Node) -> str | None:
+def _string_arg(node: ast.Node | None) -> str | None:
     if isinstance(node, ast.A_Const) and isinstance(node.val, ast.String):
         return node.val.sval
     return None
 
 
-def _uncast(node: ast.Node) -> ast.Node:
+def _uncast(node: ast.Node | None) -> ast.Node | None:
     while isinstance(node, ast.TypeCast):
         node = node.arg
     return node
@@ -199,6 +207,8 @@ def setting_read(function_definition: str) -> tuple[str | None, str, bool] | Non
     try:
         tree = parse_sql(function_definition)
     except ParseError:
+        return None
+    if not tree or tree[0].stmt is None:
         return None
     for node in walk(tree[0].stmt):
         if not isinstance(node, ast.FuncCall) or not node.args:
@@ -214,7 +224,7 @@ def setting_read(function_definition: str) -> tuple[str | None, str, bool] | Non
         name = _string_arg(arg)
         if name is not None:
             return name, name.rpartition(".")[0], sealed
-        if isinstance(arg, ast.A_Expr) and arg.name[0].sval == "||":
+        if isinstance(arg, ast.A_Expr) and arg.name and arg.name[0].sval == "||":
             prefix = _string_arg(_uncast(arg.lexpr))
             if prefix is not None and prefix.endswith("."):
                 return None, prefix[:-1], sealed
@@ -273,7 +283,7 @@ def wrap_helper_calls(node: ast.Node, schema: str) -> ast.Node:
     """
     if _is_wrapped_helper(node, schema):
         return node
-    if _is_helper(node, schema):
+    if isinstance(node, ast.FuncCall) and _is_helper(node, schema):
         return _wrap(node)
     return _map_children(node, lambda child: wrap_helper_calls(child, schema))
 
@@ -308,10 +318,11 @@ def canonical_expression(text: str) -> str:
 def _sorted_operands(node: ast.Node) -> ast.Node:
     _map_children(node, _sorted_operands)
     if isinstance(node, ast.BoolExpr) and node.boolop != enums.BoolExprType.NOT_EXPR:
-        node.args = tuple(sorted(node.args, key=deparse))
+        node.args = tuple(sorted(node.args or (), key=deparse))
     elif (isinstance(node, ast.A_Expr) and node.kind == enums.A_Expr_Kind.AEXPR_OP
-          and len(node.name) == 1 and node.name[0].sval in _COMMUTATIVE
-          and node.lexpr is not None and deparse(node.rexpr) < deparse(node.lexpr)):
+          and len(node.name or ()) == 1 and (node.name or ())[0].sval in _COMMUTATIVE
+          and isinstance(node.lexpr, ast.Node) and isinstance(node.rexpr, ast.Node)
+          and deparse(node.rexpr) < deparse(node.lexpr)):
         node.lexpr, node.rexpr = node.rexpr, node.lexpr
     return node
 
@@ -322,8 +333,9 @@ def column_refs(node: ast.Node, table: str) -> set[str]:
 
     def visit(sub: ast.Node, in_subquery: bool) -> None:
         if isinstance(sub, ast.ColumnRef):
-            parts = [f.sval for f in sub.fields if isinstance(f, ast.String)]
-            if len(parts) == 1 and not in_subquery and len(sub.fields) == 1:
+            fields = sub.fields or ()
+            parts = [f.sval for f in fields if isinstance(f, ast.String) and f.sval]
+            if len(parts) == 1 and not in_subquery and len(fields) == 1:
                 found.add(parts[0])
             elif len(parts) == 2 and parts[0] == table:
                 found.add(parts[1])

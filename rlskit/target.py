@@ -190,9 +190,10 @@ def _memberships(model: Model, pg_version: int) -> list[o.DbObject]:
 @derives(o.SchemaUsage)
 def _schema_usage(model: Model, pg_version: int) -> list[o.DbObject]:
     schemas = [model.helpers_schema]
-    for obj in (*model.tables.values(), *model.views.values()):
-        if obj.schema not in schemas:
-            schemas.append(obj.schema)
+    for schema in [t.schema for t in model.tables.values()] + \
+            [v.schema for v in model.views.values()]:
+        if schema not in schemas:
+            schemas.append(schema)
     out: list[o.DbObject] = [o.SchemaUsage(s, model.role_name(r)) for s in schemas
                              for r in model.group_roles]
     if model.sealed:  # the authenticators' start-up check asks the key status

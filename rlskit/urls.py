@@ -50,11 +50,11 @@ def sqlalchemy_url(url: str) -> str:
     url = libpq_url(url)
     if url.startswith("postgresql://"):
         return "postgresql+psycopg://" + url[len("postgresql://"):]
-    params = conninfo_to_dict(url)
+    params = {k: str(v) for k, v in conninfo_to_dict(url).items() if v is not None}
     return URL.create(
         "postgresql+psycopg", username=params.pop("user", None),
         password=params.pop("password", None), database=params.pop("dbname", None),
-        query={k: str(v) for k, v in params.items()},
+        query=params,
     ).render_as_string(hide_password=False)
 
 

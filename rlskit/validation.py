@@ -42,13 +42,13 @@ def validate(model: Model) -> None:
         _role_in(model, "admin()", admin)
         _role_in(model, "admin(of=)", target)
     for table in model.tables.values():
-        for role in table.grants:
-            _role_in(model, "grants", role, table=table.name)
+        for grantee in table.grants:
+            _role_in(model, "grants", grantee, table=table.name)
         for pol in table.policies:
             _validate_policy(model, table, pol)
     for view in model.views.values():
-        for role in view.grants:
-            _role_in(model, "grants", role, table=view.name)
+        for grantee in view.grants:
+            _role_in(model, "grants", grantee, table=view.name)
         _check_helpers(model, view.query, table=view.name, policy=None, text=view.source)
 
 def _validate_callers(model: Model) -> None:

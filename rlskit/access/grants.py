@@ -17,6 +17,7 @@ from psycopg import errors, sql
 from ..errors import ModelError, RlskitError
 from ..model import DataProduct, Model
 from ..render import Ident
+from ..rows import one
 
 __all__ = [
     "AccessError",
@@ -130,10 +131,10 @@ def _change(conn: psycopg.Connection, model: Model, function: str, role: str,
             who: Grantee, reason: str) -> bool:
     try:
         with conn.transaction():
-            (changed,) = conn.execute(
+            (changed,) = one(conn.execute(
                 sql.SQL("SELECT {}(%s, %s, %s, %s, %s)").format(
                     Ident(model.helpers_schema, function)),
-                [role, who.kind, who.subject, who.value, reason]).fetchone()
+                [role, who.kind, who.subject, who.value, reason]))
     except errors.InsufficientPrivilege as exc:
         message = exc.diag.message_primary or str(exc)
         if message.startswith("permission denied for function"):  # holds no model role

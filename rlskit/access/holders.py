@@ -26,6 +26,7 @@ from ..config import load_config, load_model
 from ..context import RequestContext, claim_values, for_role
 from ..errors import ConfigError
 from ..model import Model, Role
+from ..rows import one
 from ..seal import sealed_settings
 from .grants import PRODUCT_KINDS, AccessError, read_store
 
@@ -115,8 +116,8 @@ def check(conn: psycopg.Connection, model: Model, role: str) -> str:
     membership, which the store mirrors for user grants), else an `AccessError` saying
     why not and who can grant it."""
     target = _target(model, role)
-    (member,) = conn.execute("SELECT pg_catalog.pg_has_role(session_user, %s, 'MEMBER')",
-                             [target]).fetchone()
+    (member,) = one(conn.execute("SELECT pg_catalog.pg_has_role(session_user, %s, 'MEMBER')",
+                             [target]))
     if not member:
         raise AccessError(explain(conn, model, target, f"login {conn.info.user!r}"))
     return target

@@ -197,7 +197,8 @@ def _matching(names: dict[str, sql.Composable], schema: str, sealed: bool,
     """The roles granted to the request context; `sealed`: only values whose seal verifies
     for `caller` (the role asked about, or the session's login) count."""
     if sealed:
-        read = sql.SQL("{}.{}").format(Ident(schema), sql.Identifier(SEALED_READER))
+        read: sql.Composable = sql.SQL("{}.{}").format(Ident(schema),
+                                                      sql.Identifier(SEALED_READER))
         who = sql.SQL(f"{caller}, ")
     else:
         read, who = sql.SQL("pg_catalog.current_setting"), sql.SQL("")

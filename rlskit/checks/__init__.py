@@ -39,9 +39,9 @@ def check_facts(facts: Facts, waivers: list[Waiver]) -> list[Finding]:
     findings = []
     for r in RULES.values():
         for hit in r.check(facts):
-            w = _waiver(waivers, r.id, hit.object)
+            waiver = _waiver(waivers, r.id, hit.object)
             findings.append(Finding(r.id, r.severity, r.title, hit.object, hit.message, r.why,
-                                    hit.fix, w.reason if w else None))
+                                    hit.fix, waiver.reason if waiver else None))
     return sorted(findings, key=lambda f: (f.rule, f.object, f.message))
 
 

@@ -108,7 +108,8 @@ class Scope:
     @classmethod
     def of(cls, model: Model) -> Scope:
         tenant = [t for t in model.tables.values() if t.tenant_column]
-        columns = {t.tenant_column for t in tenant if t.tenant_column != "id"}
+        columns = {t.tenant_column for t in tenant
+                   if t.tenant_column is not None and t.tenant_column != "id"}
         roles = {model.role_name(r) for r in model.roles.values()}
         return cls(
             app_roles=frozenset(roles),

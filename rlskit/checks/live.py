@@ -178,7 +178,7 @@ def read_facts(conn: psycopg.Connection, model: Model) -> Facts:
         functions=[FunctionFacts(*row)
                    for row in conn.execute(_FUNCTIONS, [scope.helpers_schema])],
         defaults=defaults,
-        blocked_inserts=[tuple(row) for row in conn.execute(  # type: ignore[misc]
+        blocked_inserts=[tuple(row) for row in conn.execute(
             _BLOCKED_INSERTS, [sorted(scope.app_roles)])],
         exposed_schemas=frozenset(exposed),
         public_writable=frozenset(s for (s,) in conn.execute(_PUBLIC_WRITABLE)),

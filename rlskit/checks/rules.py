@@ -154,10 +154,10 @@ def _unwrapped_calls(node: ast.Node, helpers: str) -> list[str]:
 
     def visit(sub: ast.Node, in_subquery: bool) -> None:
         if isinstance(sub, ast.FuncCall) and not in_subquery:
-            name = tuple(p.sval for p in sub.funcname)
+            name = tuple(p.sval for p in sub.funcname or ())
             if name[-1] == "current_setting" or (len(name) == 2 and name[0] == helpers):
                 found.append(".".join(name) + "()")
-        for attr in sub.__slots__:
+        for attr in getattr(type(sub), "__slots__", ()):
             value = getattr(sub, attr)
             children = value if isinstance(value, tuple) else (value,)
             for child in children:
@@ -188,13 +188,14 @@ def per_row_context(facts: Facts) -> Iterator[Hit]:
 def _equality_columns(node: ast.Node, columns: frozenset[str]) -> list[str]:
     """Columns of the table compared with ``=`` in the top-level AND chain."""
     if isinstance(node, ast.BoolExpr) and node.boolop == enums.BoolExprType.AND_EXPR:
-        return [c for arg in node.args for c in _equality_columns(arg, columns)]
+        return [c for arg in node.args or () for c in _equality_columns(arg, columns)]
     if not (isinstance(node, ast.A_Expr) and node.name and node.name[-1].sval == "="):
         return []
     out = []
     for side in (node.lexpr, node.rexpr):
-        if isinstance(side, ast.ColumnRef) and isinstance(side.fields[-1], ast.String):
-            name = side.fields[-1].sval
+        fields = side.fields or () if isinstance(side, ast.ColumnRef) else ()
+        if fields and isinstance(fields[-1], ast.String):
+            name = fields[-1].sval
             if name in columns:
                 out.append(name)
     return out

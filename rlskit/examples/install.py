@@ -11,6 +11,7 @@ import psycopg
 from ..generate import generate_sql
 from ..keystore import rotate
 from ..model import Model
+from ..rows import one
 from ..scratch import create_tables
 from ..seal import ContextKey, current_key
 from .saas import metadata
@@ -43,32 +44,34 @@ def seed(conn: psycopg.Connection, flows_per_tenant: int = 3, extra_tenants: int
     belongs to both. `extra_tenants` adds more tenants with flows (for realistic plans)."""
 
     def tenant(name: str, prefix: str) -> TenantData:
-        tid = conn.execute("INSERT INTO tenant (name) VALUES (%s) RETURNING id",
-                           [name]).fetchone()[0]
+        tid = one(conn.execute("INSERT INTO tenant (name) VALUES (%s) RETURNING id",
+                               [name]))[0]
         users = []
         for role in ("tenant_admin", "member", "read_only"):
-            uid = conn.execute(
+            uid = one(conn.execute(
                 "INSERT INTO users (email, first_name, last_name, password_hash) "
                 "VALUES (%s, %s, %s, 'secret') RETURNING id",
-                [f"{prefix}-{role}@example.com", prefix.upper(), role]).fetchone()[0]
+                [f"{prefix}-{role}@example.com", prefix.upper(), role]))[0]
             conn.execute("INSERT INTO membership (tenant_id, user_id, role) VALUES (%s, %s, %s)",
                          [tid, uid, role])
             users.append(uid)
-        flows = [conn.execute("INSERT INTO flow (tenant_id, name) VALUES (%s, %s) RETURNING id",
-                              [tid, f"{prefix}-flow-{i}"]).fetchone()[0]
+        flows = [one(conn.execute(
+                     "INSERT INTO flow (tenant_id, name) VALUES (%s, %s) RETURNING id",
+                     [tid, f"{prefix}-flow-{i}"]))[0]
                  for i in range(flows_per_tenant)]
-        return TenantData(tid, *users, tuple(flows))
+        admin, member, reader = users
+        return TenantData(tid, admin, member, reader, tuple(flows))
 
     a, b = tenant("Acme", "a"), tenant("Globex", "b")
-    both = conn.execute(
+    both = one(conn.execute(
         "INSERT INTO users (email, first_name, last_name) "
-        "VALUES ('both@example.com', 'Bo', 'Th') RETURNING id").fetchone()[0]
+        "VALUES ('both@example.com', 'Bo', 'Th') RETURNING id"))[0]
     for t in (a, b):
         conn.execute("INSERT INTO membership (tenant_id, user_id) VALUES (%s, %s)", [t.id, both])
     extra = []
     for i in range(extra_tenants):
-        tid = conn.execute("INSERT INTO tenant (name) VALUES (%s) RETURNING id",
-                           [f"extra-{i}"]).fetchone()[0]
+        tid = one(conn.execute("INSERT INTO tenant (name) VALUES (%s) RETURNING id",
+                           [f"extra-{i}"]))[0]
         conn.execute(
             "INSERT INTO flow (tenant_id, name, created_at) SELECT %s, 'f' || g, "
             "now() - g * interval '1 minute' FROM generate_series(1, %s) g",

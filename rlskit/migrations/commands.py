@@ -120,7 +120,7 @@ def revision(settings: Config, message: str, database_url: str, model: Model | N
         else:
             try_on_server(context, directives[0])
             summary.append(summarize(ops.ops))
-            versions.append(context.dialect.server_version_info[0])
+            versions.append(_major(context))
 
     config = alembic_config(settings, database_url, model=model)
     try:
@@ -212,7 +212,7 @@ def try_on_server(context: MigrationContext, script: MigrationScript) -> None:
     operations = Operations(context)
     connection = context.connection
     assert connection is not None and script.upgrade_ops and script.downgrade_ops
-    version = context.dialect.server_version_info[0]
+    version = _major(context)
     with connection.begin_nested() as savepoint:
         for direction, container in (("upgrade", script.upgrade_ops),
                                      ("downgrade", script.downgrade_ops)):
@@ -225,6 +225,14 @@ def try_on_server(context: MigrationContext, script: MigrationScript) -> None:
                         f"revision refused, nothing written: the {direction} of "
                         f"{describe(op)} fails on PostgreSQL {version}: {reason}") from None
         savepoint.rollback()
+
+
+def _major(context: MigrationContext) -> int:
+    """The server's major version, from the dialect of an online migration context."""
+    info = context.dialect.server_version_info
+    if not info or not isinstance(info[0], int):
+        raise CommandError("autogenerate needs a connected server")
+    return info[0]
 
 
 def _flat(operations: list[MigrateOperation]) -> list[MigrateOperation]:

@@ -80,7 +80,7 @@ def _for_revision(obj: o.DbObject | None, prefix: str) -> o.DbObject | None:
         return dataclasses.replace(obj, using=_one_line(obj.using, parse_expression),
                                    with_check=_one_line(obj.with_check, parse_expression))
     if isinstance(obj, o.DbView):
-        return dataclasses.replace(obj, query=_one_line(obj.query, parse_query))
+        return dataclasses.replace(obj, query=_one_line(obj.query, parse_query) or obj.query)
     return obj
 
 

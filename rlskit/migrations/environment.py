@@ -49,7 +49,7 @@ def run_migrations(target_metadata: MetaData | None = None, model: Model | None 
                                                                     settings.root)
     x_args = context.get_x_argument(as_dictionary=True)
     pg_version = int(config.attributes.get("rlskit_pg_version")
-                     or x_args.get("pg_version", DEFAULT_PG_VERSION))
+                     or x_args.get("pg_version") or DEFAULT_PG_VERSION)
     check_pg_version(pg_version)
     # Without metadata, Alembic's own comparators would see every table as one to drop:
     # then autogenerate compares the rlskit model only.
@@ -83,7 +83,7 @@ def run_migrations(target_metadata: MetaData | None = None, model: Model | None 
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+    engine = create_engine(sqlalchemy_url(str(url)), poolclass=pool.NullPool)
     with engine.connect() as connection:
         context.configure(connection=connection, **options)
         with context.begin_transaction():

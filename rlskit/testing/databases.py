@@ -14,10 +14,11 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
 from ..scratch import drop_database
 from ..server import LocalServer, private_workdir
@@ -71,7 +72,7 @@ class ScratchDatabase:
     def version(self) -> int:
         return self.cluster.version
 
-    def connect(self, user: str | None = None, **kwargs: object) -> psycopg.Connection:
+    def connect(self, user: str | None = None, **kwargs: Any) -> psycopg.Connection:
         return psycopg.connect(self.cluster.url(self.name, user=user), **kwargs)
 
     def drop(self) -> None:
@@ -90,8 +91,7 @@ def open_cluster() -> Iterator[Cluster]:
 
         image = os.environ.get("RLSKIT_TEST_DOCKER_IMAGE", "postgres:18")
         with PostgresContainer(image, driver=None) as pg:
-            params = conninfo_to_dict(pg.get_connection_url())
-            yield Cluster(make_conninfo(**params))
+            yield Cluster(make_conninfo(pg.get_connection_url()))
         return
     with local_cluster(os.environ.get("RLSKIT_TEST_PG_BIN")) as cluster:
         yield cluster

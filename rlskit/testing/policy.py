@@ -30,6 +30,7 @@ from ..config import load_config, load_model
 from ..context import for_role
 from ..model import ROW_COMMANDS, Model
 from ..psycopg import apply
+from ..rows import one
 from ..verify import Matrix, verify_scratch
 from ..verify.promise import actors
 from .databases import Cluster, ScratchDatabase
@@ -95,7 +96,7 @@ _contexts: WeakKeyDictionary[psycopg.Connection, str] = WeakKeyDictionary()
 def _who(conn: psycopg.Connection) -> str:
     """``as <role> with app.tenant_id = …`` (the request context `as_user` applied)."""
     with conn.transaction():
-        role = conn.execute("SELECT current_user").fetchone()[0]
+        role = one(conn.execute("SELECT current_user"))[0]
     return f"as {role} with {_contexts.get(conn, 'no known context')}"
 
 
@@ -105,7 +106,7 @@ def _matching(conn: psycopg.Connection, table: str, match: dict[str, Any]) -> in
     query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(
         sql.Identifier(*table.split(".")), where)
     with conn.transaction():
-        return conn.execute(query, list(match.values())).fetchone()[0]
+        return one(conn.execute(query, list(match.values())))[0]
 
 
 def _describe(table: str, match: dict[str, Any]) -> str:
@@ -132,7 +133,7 @@ def assert_invisible(conn: psycopg.Connection, table: str, **match: Any) -> None
                              f"{_who(conn)}, but {seen} are")
 
 
-def assert_denied(conn: psycopg.Connection, statement: str | sql.Composable,
+def assert_denied(conn: psycopg.Connection, statement: str | sql.SQL | sql.Composed,
                   params: Any = None) -> None:
     """`statement` fails for lack of a privilege or on a row-level security check (it is
     run in a savepoint, so the transaction goes on)."""
@@ -149,7 +150,8 @@ _matrices: dict[tuple[int, str], Matrix] = {}
 
 
 def _cells(model: Model) -> list[tuple[str, str, str]]:
-    relations = [(t.qualified, ROW_COMMANDS) for t in model.tables.values()]
+    relations: list[tuple[str, tuple[str, ...]]] = [
+        (t.qualified, ROW_COMMANDS) for t in model.tables.values()]
     relations += [(f"{v.schema}.{v.name}", ("SELECT",)) for v in model.views.values()]
     return [(a.label, relation, command) for relation, commands in relations
             for command in commands for a in actors(model, "owner")]

@@ -17,6 +17,7 @@ from psycopg import sql
 
 from ..errors import ConfigError
 from ..model import Model
+from ..rows import one
 from ..scratch import drop_database, install_model, table_definitions, with_prefix
 from .matrix import Cell, Matrix, Observation, SideChannel, run_matrix
 
@@ -33,8 +34,8 @@ def verify_database(conn: psycopg.Connection, model: Model) -> Matrix:
     """Seed, probe and roll back on the database of `conn`, which must be a superuser's
     (seeding writes every tenant's rows; probing switches to every role)."""
     model.validate()
-    if not conn.execute("SELECT rolsuper FROM pg_catalog.pg_roles "
-                        "WHERE rolname = current_user").fetchone()[0]:
+    if not one(conn.execute("SELECT rolsuper FROM pg_catalog.pg_roles "
+                        "WHERE rolname = current_user"))[0]:
         raise ConfigError(f"rlskit verify must connect as a superuser, not "
                           f"{conn.info.user!r}: it seeds every tenant and acts as every role")
     if not model.tables:

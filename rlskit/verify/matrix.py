@@ -25,6 +25,7 @@ from ..context import context_settings
 from ..errors import ConfigError
 from ..keystore import rotate
 from ..model import ROW_COMMANDS, Model
+from ..rows import one
 from ..seal import ContextKey, sealed_settings
 from ..target import target_objects
 from .promise import Actor, Promises, actors
@@ -216,10 +217,11 @@ class _Run:
                       ) -> list[str]:
         """Rows of the unfiltered copy for which every predicate holds, as `actor` sees
         them (None: nothing is admitted), named by `columns` (default: the key)."""
-        if any(p is None for p in predicates):
+        clauses = [sql.SQL("({})").format(sql.SQL(p)) for p in predicates if p is not None]
+        if len(clauses) < len(predicates):
             return []
         shape = self.tables[relation]
-        where = sql.SQL(" AND ").join(sql.SQL("({})").format(sql.SQL(p)) for p in predicates)
+        where = sql.SQL(" AND ").join(clauses)
         query = sql.SQL("SELECT {} FROM pg_temp.{} AS {} WHERE {}").format(
             self.key_sql(shape, columns), self.copies[relation][0], sql.Identifier(shape.name),
             where)  # the predicates are the model's validated, deparsed SQL
@@ -257,8 +259,8 @@ class _Run:
             self.key_sql(shape), sql.Identifier(shape.schema, shape.name))
         return {tuple(k): x for *k, x in self.conn.execute(query)}
 
-    def _write(self, actor: Actor, relation: str, context: str, statement: sql.Composable
-               ) -> str:
+    def _write(self, actor: Actor, relation: str, context: str,
+               statement: sql.SQL | sql.Composed) -> str:
         """Run `statement`; the rows it touched (new row versions or rows gone)."""
         before = self._snapshot(relation)
         shape = self.tables[relation]
@@ -352,7 +354,7 @@ class _Run:
         query = sql.SQL("SELECT bool_and(({})) FROM {} AS {}").format(
             sql.SQL(check), new, sql.Identifier(shape.name))
         with self.acting(actor, context):
-            admitted = self.conn.execute(query).fetchone()[0]
+            admitted = one(self.conn.execute(query))[0]
         return "inserted" if admitted else "refused"
 
     # -- side channels ----------------------------------------------------------------------
@@ -385,7 +387,8 @@ class _Run:
                                              row)
 
     def _side_channel(self, actor: Actor, relation: str, shape: Shape, name: str,
-                      override: dict[str, str], row: dict[str, str | None]) -> SideChannel:
+                      override: dict[str, str | None], row: dict[str, str | None]
+                      ) -> SideChannel:
         with self.conn.transaction(force_rollback=True):
             values = self.candidate(relation, "A") | override
             statement = insert_statement(sql.Identifier(shape.schema, shape.name), shape,

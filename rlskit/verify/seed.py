@@ -13,6 +13,7 @@ from psycopg import sql
 
 from ..errors import ConfigError
 from ..model import Model
+from ..rows import one
 from .shapes import Column, Shape
 
 __all__ = ["Seeded", "insert_row", "insert_statement", "row_values", "seed"]
@@ -151,8 +152,8 @@ def row_values(conn: psycopg.Connection, shape: Shape, label: str, row_label: st
     return values
 
 
-def insert_statement(target: sql.Composable, shape: Shape, values: dict[str, str]
-                     ) -> sql.Composed:
+def insert_statement(target: sql.Composable, shape: Shape,
+                     values: Mapping[str, str | None]) -> sql.Composed:
     """``INSERT INTO target (…) VALUES (CAST(%s AS type), …)``; `values` are the parameters
     (none: ``DEFAULT VALUES``)."""
     if not values:
@@ -163,15 +164,15 @@ def insert_statement(target: sql.Composable, shape: Shape, values: dict[str, str
                            for name in values))
 
 
-def insert_row(conn: psycopg.Connection, shape: Shape, values: dict[str, str]
+def insert_row(conn: psycopg.Connection, shape: Shape, values: Mapping[str, str | None]
                ) -> dict[str, str | None]:
     """Insert a row; all its columns as text."""
     returning = sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c.name))
                                    for c in shape.columns)
     target = sql.Identifier(shape.schema, shape.name)
     insert = insert_statement(target, shape, values)
-    row = conn.execute(sql.SQL("{} RETURNING {}").format(insert, returning),
-                       list(values.values())).fetchone()
+    row = one(conn.execute(sql.SQL("{} RETURNING {}").format(insert, returning),
+                           list(values.values())))
     return dict(zip((c.name for c in shape.columns), row, strict=True))
 
 
