@@ -22,15 +22,25 @@ from .normalize import normalize
 from .render import render
 from .sqltext import canonical_expression
 from .target import target_objects
+from .textenum import TextEnum
 
-__all__ = ["Change", "compare", "diff_database", "drift_sql"]
+__all__ = ["Action", "Change", "compare", "diff_database", "drift_sql"]
+
+class Action(TextEnum):
+    """What a change does to one object."""
+
+    CREATE = "create"
+    ALTER = "alter"  # in place (ALTER POLICY, GRANT / REVOKE, CREATE OR REPLACE)
+    REPLACE = "replace"  # drop, then create
+    DROP = "drop"
+
 
 @dataclass(frozen=True)
 class Change:
     """``create`` (old is None), ``drop`` (new is None), ``alter`` or ``replace``
     (drop + create) of one object."""
 
-    action: str
+    action: Action
     old: o.DbObject | None
     new: o.DbObject | None
 
@@ -40,11 +50,11 @@ class Change:
 
     def statements(self, pg_version: int) -> list[str]:
         old, new = self.old, self.new
-        if self.action == "create" and new is not None:
+        if self.action is Action.CREATE and new is not None:
             stmts = create(new, pg_version)
-        elif self.action == "drop" and old is not None:
+        elif self.action is Action.DROP and old is not None:
             stmts = drop(old, pg_version)
-        elif self.action == "alter" and old is not None and new is not None:
+        elif self.action is Action.ALTER and old is not None and new is not None:
             stmts = alter(old, new, pg_version) or []
         elif old is not None and new is not None:  # replace
             stmts = [*drop(old, pg_version), *create(new, pg_version)]
@@ -106,22 +116,22 @@ def compare(target: list[o.DbObject], normalized: list[o.DbObject], live: list[o
     """
     live_by_key = {obj.key: obj for obj in live}
     target_keys = {obj.key for obj in target}
-    drops = [Change("drop", obj, None) for obj in live if obj.key not in target_keys]
+    drops = [Change(Action.DROP, obj, None) for obj in live if obj.key not in target_keys]
     changes = []
     recreated: set[tuple[str, str]] = set()
     for want, canonical in zip(target, normalized, strict=True):
         have = live_by_key.get(want.key)
         lost = isinstance(want, o.TableGrant) and (want.schema, want.table) in recreated
         if have is None or lost:
-            changes.append(Change("create", None, want))
+            changes.append(Change(Action.CREATE, None, want))
         elif fingerprint(canonical, pg_version) != fingerprint(have, pg_version):
             in_place = alter(have, canonical, pg_version) is not None
             want = _keep_unchanged(want, canonical, have)
-            changes.append(Change("alter" if in_place else "replace", have, want))
+            changes.append(Change(Action.ALTER if in_place else Action.REPLACE, have, want))
             if isinstance(want, o.DbView) and not in_place:
                 recreated.add((want.schema, want.name))
     dropped = {c.old.key for c in drops}  # type: ignore[union-attr]
-    drops += [Change("drop", obj, None) for obj in live
+    drops += [Change(Action.DROP, obj, None) for obj in live
               if isinstance(obj, o.TableGrant) and (obj.schema, obj.table) in recreated
               and obj.key not in dropped]
     views = recreated | {(v.schema, v.name) for v in live if isinstance(v, o.DbView)}

@@ -103,6 +103,16 @@ class Waiver:
     reason: str
 
 
+@dataclass(frozen=True)
+class Expression:
+    """A policy expression: the text the model was given, its tree (helper calls wrapped
+    for an InitPlan) and the SQL generated from it."""
+
+    source: str
+    tree: ast.Node = field(compare=False, repr=False)
+    sql: str
+
+
 @dataclass
 class Policy:
     """A permissive or restrictive rule for one command on one table."""
@@ -111,12 +121,14 @@ class Policy:
     table: str
     command: str
     to: tuple[Role | str, ...]
-    using: ast.Node | None
-    with_check: ast.Node | None
-    using_sql: str | None
-    with_check_sql: str | None
+    using: Expression | None
+    with_check: Expression | None
     permissive: bool = True
-    source: str = ""
+
+    @property
+    def source(self) -> str:
+        """The expressions as the model gave them (for error messages)."""
+        return " / ".join(e.source for e in (self.using, self.with_check) if e is not None)
 
 
 @dataclass
@@ -176,34 +188,25 @@ class Table:
         if not roles:
             raise ModelError("a policy must name at least one role in to=", table=self.name,
                              policy=name)
-        using_node, using_sql = self._expression(name, using)
-        check_node, check_sql = self._expression(name, with_check)
-        pol = Policy(
-            name=name,
-            table=self.name,
-            command=cmd,
-            to=roles,
-            using=using_node,
-            with_check=check_node,
-            using_sql=using_sql,
-            with_check_sql=check_sql,
-            permissive=bool(permissive),
-            source=" / ".join(t for t in (using, with_check) if t),
-        )
+        pol = Policy(name=name, table=self.name, command=cmd, to=roles,
+                     using=self._expression(name, using),
+                     with_check=self._expression(name, with_check),
+                     permissive=bool(permissive))
         self.policies.append(pol)
         return pol
 
-    def _expression(self, policy: str, text: str | None) -> tuple[ast.Node | None, str | None]:
-        """(tree, canonical SQL) of an expression, helper calls wrapped for InitPlan."""
+    def _expression(self, policy: str, text: str | None) -> Expression | None:
+        """An expression parsed, its helper calls wrapped for an InitPlan."""
         if text is None:
-            return None, None
+            return None
         if not isinstance(text, str):
             raise ModelError(f"expression must be SQL text, got {type(text).__name__}",
                              table=self.name, policy=policy)
         try:
-            return policy_expression(text, self.model.helpers_schema)
+            tree, sql = policy_expression(text, self.model.helpers_schema)
         except SqlTextError as exc:
             raise ModelError(str(exc), table=self.name, policy=policy, text=text) from None
+        return Expression(text, tree, sql)
 
 
 @dataclass

@@ -219,7 +219,8 @@ def _policies(model: Model, table: Table) -> list[o.DbPolicy]:
     for pol in table.policies:
         out.append(o.DbPolicy(table.schema, table.name, pol.name, pol.permissive, pol.command,
                             tuple(model.role_name(r) for r in pol.to),
-                            pol.using_sql, pol.with_check_sql))
+                            pol.using.sql if pol.using else None,
+                            pol.with_check.sql if pol.with_check else None))
     if table.tenant_column:
         out += _default_rules(model, table)
     return out

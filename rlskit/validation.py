@@ -108,9 +108,9 @@ def _validate_policy(model: Model, table: Table, pol: Policy) -> None:
     for expr in (pol.using, pol.with_check):
         if expr is None:
             continue
-        _check_helpers(model, expr, table=table.name, policy=pol.name, text=pol.source)
+        _check_helpers(model, expr.tree, table=table.name, policy=pol.name, text=pol.source)
         if table.columns is not None:
-            missing = sorted(column_refs(expr, table.name) - table.columns)
+            missing = sorted(column_refs(expr.tree, table.name) - table.columns)
             if missing:
                 raise ModelError(f"unknown column {missing[0]!r}", table=table.name,
                                  policy=pol.name, text=pol.source)

@@ -183,8 +183,8 @@ def test_the_store_is_managed_like_everything_else(dev):
     from rlskit.migrations.render import render_op
     from rlskit.target import target_objects
     store = next(o for o in target_objects(dev.model, 18) if type(o).__name__ == "AccessStore")
-    from rlskit.diff import Change
-    [op], _ = changes_to_ops([Change("drop", store, None)])
+    from rlskit.diff import Action, Change
+    [op], _ = changes_to_ops([Change(Action.DROP, store, None)])
     assert render_op(op) == "op.drop_access_store('rlskit', settings_prefix='app', sealed=True)"
     assert render_op(op.reverse()) == \
         "op.create_access_store('rlskit', settings_prefix='app', sealed=True)"

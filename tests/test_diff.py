@@ -3,6 +3,7 @@ unmanaged, and the database left untouched."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -27,8 +28,9 @@ def test_no_drift_right_after_install(example):
 def test_reformatted_expressions_are_not_drift(example):
     for table in example.model.tables.values():
         for policy in table.policies:
-            if policy.using_sql:
-                policy.using_sql = "(" + policy.using_sql.upper().replace(" = ", "   =   ") + ")"
+            if policy.using:
+                shouted = policy.using.sql.upper().replace(" = ", "   =   ")
+                policy.using = dataclasses.replace(policy.using, sql=f"({shouted})")
     del example.model.views[("public", "member_directory")]
     example.model.view("member_directory", grants={"member": "SELECT"}, query=(
         "select U.ID, u.email, U.First_Name, u.last_name\n  from public.users AS u "
@@ -40,7 +42,9 @@ def test_reformatted_expressions_are_not_drift(example):
 def test_changed_using_is_exactly_one_alter_policy(example):
     membership = example.model.tables[("public", "membership")]
     policy = next(p for p in membership.policies if p.name == "leave_tenant")
-    policy.using_sql = "user_id = (SELECT rlskit.user_id()) AND role <> 'owner'"
+    assert policy.using is not None
+    policy.using = dataclasses.replace(
+        policy.using, sql="user_id = (SELECT rlskit.user_id()) AND role <> 'owner'")
     with example.db.connect() as conn:
         changes = diff_database(conn, example.model)
         assert actions(changes) == [("alter", "policy", "public", "membership", "leave_tenant")]
@@ -173,7 +177,8 @@ def test_changed_view_query(example, query, action):
 def test_an_expression_the_server_rejects_is_drift_not_a_crash(example):
     users = example.model.tables[("public", "users")]
     policy = next(p for p in users.policies if p.name == "fellow_members")
-    policy.using_sql = "no_such_column = 1"
+    assert policy.using is not None
+    policy.using = dataclasses.replace(policy.using, sql="no_such_column = 1")
     with example.db.connect() as conn:
         changes = diff_database(conn, example.model)
         assert actions(changes) == [("alter", "policy", "public", "users", "fellow_members")]

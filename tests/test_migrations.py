@@ -3,6 +3,7 @@ failing migration that changes nothing."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -168,8 +169,9 @@ def test_no_false_diff_after_pg_dump_and_restore(migrated, model):
 def test_reformatting_every_expression_autogenerates_nothing(migrated, model):
     for table in model.tables.values():
         for policy in table.policies:
-            if policy.using_sql:
-                policy.using_sql = "(\n  " + policy.using_sql.upper().replace(" = ", "  =  ") + ")"
+            if policy.using:
+                shouted = policy.using.sql.upper().replace(" = ", "  =  ")
+                policy.using = dataclasses.replace(policy.using, sql=f"(\n  {shouted})")
     del model.views[("public", "member_directory")]
     model.view("member_directory", grants={"member": "SELECT"}, query=(
         "select U.ID, u.email, U.First_Name, u.last_name\n  from public.users AS u "
@@ -180,7 +182,9 @@ def test_reformatting_every_expression_autogenerates_nothing(migrated, model):
 def test_changing_only_using_is_one_alter_policy(migrated, model):
     membership = model.tables[("public", "membership")]
     policy = next(p for p in membership.policies if p.name == "leave_tenant")
-    policy.using_sql = "user_id = rlskit.user_id() AND role <> 'owner'"
+    assert policy.using is not None
+    policy.using = dataclasses.replace(
+        policy.using, sql="user_id = rlskit.user_id() AND role <> 'owner'")
     proposed = autogenerate(migrated.url, model)
     assert names(proposed) == ["alter_policy"]
     assert proposed[0].clauses == ("using",)

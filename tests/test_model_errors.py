@@ -155,5 +155,5 @@ def test_helper_calls_are_wrapped_for_initplan():
     flow.policy("mine", command="DELETE", to=member,
                 using="owner = rlskit.user_id() OR owner = (SELECT rlskit.user_id())")
     policy = next(p for p in model.tables[("public", "flow")].policies if p.name == "mine")
-    assert policy.using_sql == ("owner = (SELECT rlskit.user_id()) "
+    assert policy.using is not None and policy.using.sql == ("owner = (SELECT rlskit.user_id()) "
                                 "OR owner = (SELECT rlskit.user_id())")

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Finding"]
+from ..textenum import TextEnum
+
+__all__ = ["Finding", "Severity"]
+
+
+class Severity(TextEnum):
+    ERROR = "error"  # makes `rlskit check` exit 1, unless waived
+    WARNING = "warning"
 
 
 @dataclass(frozen=True)
 class Finding:
     rule: str
-    severity: str
+    severity: Severity
     title: str
     object: str
     message: str
@@ -21,4 +28,4 @@ class Finding:
     @property
     def counts(self) -> bool:
         """An unwaived error: makes ``rlskit check`` exit 1."""
-        return self.severity == "error" and self.waived is None
+        return self.severity is Severity.ERROR and self.waived is None

@@ -14,6 +14,7 @@ from ..model import ROW_COMMANDS, row_commands
 from ..releases import upgrade_needed
 from ..sqltext import SqlTextError, parse_expression, setting_read
 from .facts import PUBLIC, Facts, Grant, Relation
+from .findings import Severity
 
 __all__ = ["RULES", "Hit", "Rule"]
 
@@ -28,7 +29,7 @@ class Hit:
 @dataclass(frozen=True)
 class Rule:
     id: str
-    severity: str  # "error" or "warning"
+    severity: Severity
     title: str
     why: str
     check: Callable[[Facts], Iterator[Hit]]
@@ -41,14 +42,12 @@ def rule(rule_id: str, severity: str, title: str, why: str
          ) -> Callable[[Callable[[Facts], Iterator[Hit]]], Callable[[Facts], Iterator[Hit]]]:
     """Register a check under `rule_id` (a second check with the same id is refused, as
     pglast refuses a second printer for a node)."""
-    if severity not in ("error", "warning"):
-        raise ValueError(f"rule {rule_id}: severity is error or warning, not {severity!r}")
 
     def register(check: Callable[[Facts], Iterator[Hit]]) -> Callable[[Facts], Iterator[Hit]]:
         if rule_id in RULES:
             raise ValueError(f"rule {rule_id} is registered twice ({RULES[rule_id].title!r} "
                              f"and {title!r})")
-        RULES[rule_id] = Rule(rule_id, severity, title, why, check)
+        RULES[rule_id] = Rule(rule_id, Severity(severity), title, why, check)
         return check
     return register
 

@@ -22,7 +22,7 @@ from alembic.util import CommandError, DispatchPriority, PriorityDispatchResult
 
 from .. import objects as o
 from ..ddl import grant_steps, policy_delta
-from ..diff import Change, diff_database
+from ..diff import Action, Change, diff_database
 from ..sqltext import SqlTextError, deparse, parse_expression, parse_query
 from . import ops
 
@@ -93,12 +93,12 @@ def changes_to_ops(changes: list[Change], role_prefix: str = ""
     for change in changes:
         change = Change(change.action, _for_revision(change.old, role_prefix),
                         _for_revision(change.new, role_prefix))
-        if change.old is not None and change.action in ("drop", "replace"):
+        if change.old is not None and change.action in (Action.DROP, Action.REPLACE):
             old = _wrap(change.old)
             before.append(ops.op_for("drop", type(change.old))(old, existing=old))
-        if change.new is not None and change.action in ("create", "replace"):
+        if change.new is not None and change.action in (Action.CREATE, Action.REPLACE):
             after.append(ops.op_for("create", type(change.new))(_wrap(change.new)))
-        if change.action == "alter":
+        if change.action is Action.ALTER:
             after += _alter_ops(change.old, change.new)  # type: ignore[arg-type]
     return _grouped(before), _grouped(after)
 
