@@ -372,18 +372,16 @@ def _atoms(privileges: tuple[Privilege, ...]) -> set[tuple[str, str | None]]:
 
 def _grouped(privileges: tuple[Privilege, ...], atoms: set[tuple[str, str | None]]
              ) -> tuple[Privilege, ...]:
-    """`atoms` as privilege lists, in the order `privileges` declares them."""
-    out = []
+    """`atoms` as privilege lists, in the order `privileges` declares them: one entry per
+    privilege and form (``SELECT (a), SELECT (b)`` -> ``SELECT (a, b)``)."""
+    kept: dict[tuple[str, bool], tuple[str, ...]] = {}  # (name, by column) -> columns
     for p in privileges:
         if not p.columns and (p.name, None) in atoms:
-            out.append(Privilege(p.name))
+            kept.setdefault((p.name, False), ())
         columns = tuple(c for c in p.columns if (p.name, c) in atoms)
         if columns:
-            out.append(Privilege(p.name, columns))
-    merged: dict[tuple[str, bool], tuple[str, ...]] = {}
-    for p in out:  # one entry per privilege and form: SELECT (a), SELECT (b) -> SELECT (a, b)
-        merged[(p.name, bool(p.columns))] = merged.get((p.name, bool(p.columns)), ()) + p.columns
-    return tuple(Privilege(name, columns) for (name, _), columns in merged.items())
+            kept[(p.name, True)] = kept.get((p.name, True), ()) + columns
+    return tuple(Privilege(name, columns) for (name, _), columns in kept.items())
 
 
 def policy_delta(old: o.DbPolicy, new: o.DbPolicy) -> dict[str, Any] | None:

@@ -72,8 +72,9 @@ def install(engine: Engine | AsyncEngine, model: Model, *, require: bool = True,
                 dbapi.run_async(lambda d: d.rollback())
                 dbapi.run_async(lambda d: reset_async(d, model))
             else:
-                _sync(driver).rollback()
-                reset_connection(_sync(driver), model)
+                conn = _sync(driver)
+                conn.rollback()
+                reset_connection(conn, model)
         except UnsafeConnectionError as exc:
             record.invalidate(exc)
 

@@ -22,6 +22,7 @@ from .common import (
     ModelOption,
     app,
     database_or_dev_server,
+    dev_server_url,
     err,
     handled,
     model_and_database,
@@ -180,11 +181,7 @@ def demo(
     from ..examples.demo import run_demo
     from ..examples.saas import build_model
 
-    if admin_url is None:
-        server = load_config().dev_server()
-        with err.status("starting the embedded PostgreSQL server…"):
-            server.start()
-        admin_url = server.url()
+    admin_url = libpq_url(admin_url) if admin_url else dev_server_url(load_config())
     with err.status("installing the example and probing every role × table…"):
         probes = run_demo(admin_url, database, build_model(role_prefix="demo_"))
     if fmt is Format.json:
