@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.cli import assert_one_line_error
 
 from rlskit import generate_sql
 from rlskit.examples.saas import model as example_model
@@ -33,16 +34,6 @@ model.context(tenant_id=Claim("tenant_id", type="uuid"))
 member = model.role("member")
 model.tenant_table("notes", grants={member: "SELECT"})
 """
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert result.returncode == 2, result
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def test_sql_uses_the_configured_model(tmp_path):

@@ -16,18 +16,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from support.cli import assert_one_line_error
+from support.readme import blocks
 
-README = Path(__file__).resolve().parent.parent / "README.md"
 BIN = Path(sys.executable).parent
-FENCE = re.compile(r"```(\w+)\n(.*?)```", re.S)
-
-
-def walkthrough() -> list[tuple[str, str]]:
-    """The (language, text) blocks of the README's "Your first project" section."""
-    text = README.read_text()
-    start = text.index("## Your first project")
-    section = text[start:text.index("\n## ", start + 1)]
-    return FENCE.findall(section)
 
 
 def run(args: list[str] | str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -59,7 +51,7 @@ def project(user_env) -> Iterator[Path]:
     """The walked-through project (its development server stopped afterwards)."""
     root = _directory()
     try:
-        for language, text in walkthrough():
+        for language, text in blocks(section="Your first project"):
             marker, _, body = text.partition("\n")
             if language == "sh":
                 result = run(text, root, user_env)
@@ -81,15 +73,6 @@ def project(user_env) -> Iterator[Path]:
 
 def rlskit(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return run([str(BIN / "rlskit"), *args], project, env)
-
-
-def one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, \
-        result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    for word in words:
-        assert word in result.stderr, result.stderr
 
 
 def test_the_walkthrough_leaves_two_revisions_applied_and_nothing_to_do(project, user_env):
@@ -115,7 +98,7 @@ def test_migrate_and_downgrade_say_what_they_did(project, user_env):
     status = rlskit(project, user_env, "status")
     assert status.returncode == 1 and f"({second}): run `rlskit migrate`" in status.stdout
     behind = rlskit(project, user_env, "revision", "-m", "too early")
-    one_line_error(behind, "Target database is not up to date", "run `rlskit migrate` first")
+    assert_one_line_error(behind, "Target database is not up to date", "run `rlskit migrate` first")
     up = rlskit(project, user_env, "migrate")
     assert up.returncode == 0 and f"upgraded from {first} to {second}" in up.stderr
     again = rlskit(project, user_env, "migrate")
@@ -135,11 +118,11 @@ def test_status_reports_model_changes_no_revision_captures(project, user_env):
                          'using="no_such_function(assignee_id)")\n')
         listed = sorted((project / "migrations/versions").iterdir())
         refused = rlskit(project, user_env, "revision", "-m", "broken")
-        one_line_error(refused, "revision refused, nothing written", "policy public.task.broken",
-                       "no_such_function")
+        assert_one_line_error(refused, "revision refused, nothing written",
+                              "policy public.task.broken", "no_such_function")
         assert sorted((project / "migrations/versions").iterdir()) == listed
-        one_line_error(rlskit(project, user_env, "verify"), "CREATE POLICY broken",
-                       "no_such_function")
+        assert_one_line_error(rlskit(project, user_env, "verify"), "CREATE POLICY broken",
+                              "no_such_function")
     finally:
         rules.write_text(before)
 
@@ -167,10 +150,10 @@ def test_every_url_form_of_sqlalchemy_users_is_accepted(project, user_env):
 def test_a_bad_url_is_one_line_and_exit_2(project, user_env, command, url):
     args = [command, "-m", "x"] if command == "revision" else [command]
     result = rlskit(project, user_env, *args, "-d", url)
-    one_line_error(result, "URL")
+    assert_one_line_error(result, "URL")
     assert "hunter2" not in result.stderr
     via_env = run([str(BIN / "rlskit"), *args], project, {**user_env, "DATABASE_URL": url})
-    one_line_error(via_env, "URL")
+    assert_one_line_error(via_env, "URL")
 
 
 @pytest.mark.parametrize("args", [["migrate"], ["revision", "-m", "x"], ["diff"], ["check"],
@@ -179,7 +162,7 @@ def test_outside_a_project_nothing_is_started(user_env, args):
     empty = _directory()
     try:
         result = run([str(BIN / "rlskit"), *args], empty, user_env)
-        one_line_error(result, "rlskit init")
+        assert_one_line_error(result, "rlskit init")
         assert not (empty / ".rlskit").exists()
     finally:
         shutil.rmtree(empty, ignore_errors=True)

@@ -3,17 +3,14 @@ files of "Your first project" run in tests/test_first_project.py."""
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
-README = Path(__file__).resolve().parent.parent / "README.md"
+from support.readme import README, blocks
 
 
 def test_readme_python_examples_run():
-    blocks = [b for b in re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-              if not b.startswith(("# file: ", "# append: "))]  # the first project's files
-    assert len(blocks) >= 2
+    examples = [text for _, text in blocks("python")
+                if not text.startswith(("# file: ", "# append: "))]  # the first project's
+    assert len(examples) >= 2
     namespace: dict = {}
-    for block in blocks:
-        exec(compile(block, str(README), "exec"), namespace)  # noqa: S102
+    for example in examples:
+        exec(compile(example, str(README), "exec"), namespace)  # noqa: S102
     assert "tenant_isolation" in namespace["script"]

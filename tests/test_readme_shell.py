@@ -6,26 +6,24 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 from conftest import Example
 from support.products import Environment
+from support.readme import blocks
 from test_access import project
 
 from rlskit.keystore import list_keys, rotate
 from rlskit.seal import ContextKey
 
-README = Path(__file__).resolve().parent.parent / "README.md"
 BIN = Path(sys.executable).parent
 
 
 def block(first_command: str) -> str:
     """The README's ``sh`` block that starts with `first_command`."""
-    found = [b for b in re.findall(r"```sh\n(.*?)```", README.read_text(), re.S)
-             if b.startswith(first_command)]
+    found = [text for _, text in blocks("sh") if text.startswith(first_command)]
     assert len(found) == 1, first_command
     return found[0]
 
