@@ -355,11 +355,7 @@ def test_the_store_ships_in_a_revision_and_downgrades_exactly(tmp_path, rlskit_d
     from rlskit.migrations.scaffold import init
 
     model = build_model(f"{rlskit_db.role_prefix}dev_")
-    init(tmp_path)
-    (tmp_path / "migrations" / "env.py").write_text(
-        "from rlskit.examples.sales import metadata\n"
-        "from rlskit.migrations import run_migrations\n\n"
-        "run_migrations(target_metadata=metadata)\n")
+    init(tmp_path, metadata="rlskit.examples.sales:metadata")
     settings = load_config(tmp_path)
     with rlskit_db.connect(autocommit=True) as conn:
         conn.execute("CREATE SCHEMA sales")

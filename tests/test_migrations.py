@@ -105,11 +105,7 @@ def test_the_repository_has_four_revisions_sealing_the_context_then_owning_the_t
 
 
 def test_scaffold_autogenerate_upgrade_then_nothing_left(tmp_path, rlskit_db, model):
-    init(tmp_path)
-    (tmp_path / "migrations" / "env.py").write_text(
-        "from rlskit.examples.saas import metadata\n"
-        "from rlskit.migrations import run_migrations\n\n"
-        "run_migrations(target_metadata=metadata)\n")
+    init(tmp_path, metadata="rlskit.examples.saas:metadata")
     settings = load_config(tmp_path)
     first = revision(settings, "everything", rlskit_db.url, model=model)
     assert first is not None and first.path.is_file()

@@ -12,7 +12,8 @@ from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, tex
 from sqlalchemy.dialects.postgresql import UUID
 
 from rlskit import Claim, Model
-from rlskit.verify import Cell, Matrix, Observation, verify_scratch
+from rlskit.verify import Cell, Insertion, Matrix, Observation, Outcome, verify_scratch
+from rlskit.verify.outcome import INSERTED
 
 COMMANDS = ("SELECT", "INSERT", "UPDATE", "DELETE")
 EXPRESSIONS = ("true", "n > 5", "n <= 5", "label <> 'hidden'", "owner = rlskit.user_id()",
@@ -63,11 +64,11 @@ def assert_isolated(matrix: Matrix) -> None:
     for cell in matrix.cells:
         for o in cell.observations:
             where = f"{cell.actor} {cell.command} {cell.relation} in context {o.context}"
-            if cell.command == "INSERT":
-                assert "other inserted" not in o.actual, where
-                assert o.context != "none" or "inserted" not in o.actual, where
+            if isinstance(o.actual, Insertion):
+                assert o.actual.other != INSERTED, where
+                assert o.context != "none" or o.actual.own != INSERTED, where
                 continue
-            touched = o.actual.split()[1:] if o.actual.startswith("rows") else []
+            touched = o.actual.rows
             if o.context == "none":
                 assert not touched, where
             else:
@@ -87,6 +88,6 @@ def test_random_models_isolate_tenants_and_keep_their_promises(rlskit_cluster, m
 def test_the_isolation_check_can_fail():
     """A matrix where tenant A's context touched a B row fails the invariant."""
     leak = Matrix(["r0"], ["public.t0"], [Cell("r0", "public.t0", "SELECT", (
-        Observation("A", "rows A1", "rows A1 B1"),))])
+        Observation("A", Outcome.of_rows(["A1"]), Outcome.of_rows(["A1", "B1"])),))])
     with pytest.raises(AssertionError, match="r0 SELECT public.t0 in context A"):
         assert_isolated(leak)

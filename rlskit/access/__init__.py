@@ -6,38 +6,8 @@ resolves callers at run time (a token's user id, groups and attributes → the r
 and connects analysts, explaining a refusal.
 """
 
-from .grants import (
-    AccessError,
-    Grant,
-    Grantee,
-    Promotion,
-    grant,
-    grantee,
-    history,
-    list_grants,
-    plan_promotion,
-    product_role,
-    promote,
-    revoke,
-)
-from .holders import check, connect, context_for, explain, roles_held
+from . import grants, holders
+from .grants import *  # noqa: F403  (the package exports both modules, as asyncio does)
+from .holders import *  # noqa: F403
 
-__all__ = [
-    "AccessError",
-    "Grant",
-    "Grantee",
-    "Promotion",
-    "check",
-    "connect",
-    "context_for",
-    "explain",
-    "grant",
-    "grantee",
-    "history",
-    "list_grants",
-    "plan_promotion",
-    "product_role",
-    "promote",
-    "revoke",
-    "roles_held",
-]
+__all__ = [*grants.__all__, *holders.__all__]

@@ -159,37 +159,31 @@ BEGIN
   END IF;
 """
 
-_GRANT_BODY = _CHECKS + """
-  INSERT INTO {grants} (role, kind, subject, value, reason)
-  VALUES (target, kind, subject, value, reason) ON CONFLICT DO NOTHING;
+_CHANGE_BODY = _CHECKS + """
+  {change}
   IF NOT FOUND THEN
     RETURN false;
   END IF;
   INSERT INTO {log} (action, role, kind, subject, value, reason)
-  VALUES ('grant', target, kind, subject, value, reason);
+  VALUES ('{verb}', target, kind, subject, value, reason);
   IF kind = 'user' AND EXISTS (SELECT FROM pg_catalog.pg_roles
                                WHERE rolname = subject AND rolcanlogin) THEN
-    EXECUTE pg_catalog.format('GRANT %I TO %I', target, subject);
+    {membership}
   END IF;
   RETURN true;
 END"""
 
-_REVOKE_BODY = _CHECKS + """
-  DELETE FROM {grants} g WHERE (g.role, g.kind, g.subject, g.value)
-                             = (target, kind, subject, value);
-  IF NOT FOUND THEN
-    RETURN false;
-  END IF;
-  INSERT INTO {log} (action, role, kind, subject, value, reason)
-  VALUES ('revoke', target, kind, subject, value, reason);
-  IF kind = 'user' AND EXISTS (SELECT FROM pg_catalog.pg_roles
-                               WHERE rolname = subject AND rolcanlogin) THEN
-    IF pg_catalog.pg_has_role(subject, target, 'MEMBER') THEN
+# verb: the change to the grants table, and to a login's role membership
+_CHANGES = {
+    "grant": ("""INSERT INTO {grants} (role, kind, subject, value, reason)
+  VALUES (target, kind, subject, value, reason) ON CONFLICT DO NOTHING;""",
+              "EXECUTE pg_catalog.format('GRANT %I TO %I', target, subject);"),
+    "revoke": ("""DELETE FROM {grants} g WHERE (g.role, g.kind, g.subject, g.value)
+                             = (target, kind, subject, value);""",
+               """IF pg_catalog.pg_has_role(subject, target, 'MEMBER') THEN
       EXECUTE pg_catalog.format('REVOKE %I FROM %I', target, subject);
-    END IF;
-  END IF;
-  RETURN true;
-END"""
+    END IF;"""),
+}
 
 
 def _matching(names: dict[str, sql.Composable], schema: str, sealed: bool,
@@ -230,10 +224,11 @@ def create_store(schema: str, settings_prefix: str, sealed: bool = False
             sql.SQL(_HOLDS).format(matching=_matching(names, schema, sealed, "target"),
                                    **names)]
     out += [sql.SQL(text).format(**names) for text in (_ACCESS_GRANTS, _ACCESS_HISTORY)]
-    for name, body, verb in (("grant_access", _GRANT_BODY, "grant"),
-                             ("revoke_access", _REVOKE_BODY, "revoke")):
-        text = sql.SQL(body.replace("{verb}", verb)).format(**names).as_string()
-        out.append(sql.SQL(_CHANGE_ACCESS).format(name=sql.Identifier(name),
+    for verb, (change, membership) in _CHANGES.items():
+        body = (_CHANGE_BODY.replace("{change}", change).replace("{membership}", membership)
+                .replace("{verb}", verb))
+        text = sql.SQL(body).format(**names).as_string()
+        out.append(sql.SQL(_CHANGE_ACCESS).format(name=sql.Identifier(f"{verb}_access"),
                                                   body=sql.SQL(dollar_quoted(text)), **names))
     out += [sql.SQL("REVOKE ALL ON FUNCTION {}({}) FROM PUBLIC").format(
         Ident(schema, name), sql.SQL(args)) for name, args in FUNCTIONS.items()]

@@ -30,6 +30,7 @@ from .common import (
     app,
     handled,
     model_and_database,
+    model_and_database_of,
     out,
     say,
 )
@@ -49,51 +50,37 @@ AttributeOption = Annotated[str | None, typer.Option(
 ReasonOption = Annotated[str, typer.Option("--reason", help="Why (kept in the audit trail).")]
 
 
-def _change(verb: str, product: str, role: str, user: str | None, group: str | None,
-            attribute: str | None, reason: str, database: str | None, model: str | None,
-            env: str | None) -> None:
-    config = load_config(model=model, database_url=database)
-    loaded, url = model_and_database(config, env, database)
-    who = access.grantee(loaded, user=user, group=group, attribute=attribute)
-    target = access.product_role(loaded, product, role)
-    with psycopg.connect(url) as conn:
-        if verb == "grant":
-            done = access.grant(conn, loaded, product, role, who, reason)
-            say(f"granted {target} to {who}" if done else
-                 f"{who} already holds {target}; nothing changed")
-        else:
-            access.revoke(conn, loaded, product, role, who, reason)
-            say(f"revoked {target} from {who} (from its next transaction)")
+def _change_command(verb: str, doc: str) -> None:
+    """Register ``rlskit access grant`` or ``revoke``: the same arguments, one verb."""
+
+    @access_app.command(verb, help=doc)
+    @handled
+    def change(
+        product: Annotated[str, typer.Argument(help="The data product.")],
+        role: Annotated[str, typer.Argument(help="analyst, engineer or owner.")],
+        reason: ReasonOption,
+        user: UserOption = None, group: GroupOption = None, attribute: AttributeOption = None,
+        database: DatabaseOption = None, model: ModelOption = None, env: EnvOption = None,
+    ) -> None:
+        loaded, url = model_and_database_of(database, model, env)
+        who = access.grantee(loaded, user=user, group=group, attribute=attribute)
+        target = access.product_role(loaded, product, role)
+        with psycopg.connect(url) as conn:
+            if verb == "revoke":
+                access.revoke(conn, loaded, product, role, who, reason)
+                say(f"revoked {target} from {who} (from its next transaction)")
+            elif access.grant(conn, loaded, product, role, who, reason):
+                say(f"granted {target} to {who}")
+            else:
+                say(f"{who} already holds {target}; nothing changed")
 
 
-@access_app.command("grant")
-@handled
-def grant_command(
-    product: Annotated[str, typer.Argument(help="The data product.")],
-    role: Annotated[str, typer.Argument(help="analyst, engineer or owner.")],
-    reason: ReasonOption,
-    user: UserOption = None, group: GroupOption = None, attribute: AttributeOption = None,
-    database: DatabaseOption = None, model: ModelOption = None, env: EnvOption = None,
-) -> None:
-    """Give a product role to a user, a group or an attribute rule.
+_change_command("grant", """Give a product role to a user, a group or an attribute rule.
 
-    You need ADMIN on the role (the product owner has it); the database checks. The
-    grant counts from the caller's next transaction.
-    """
-    _change("grant", product, role, user, group, attribute, reason, database, model, env)
-
-
-@access_app.command("revoke")
-@handled
-def revoke_command(
-    product: Annotated[str, typer.Argument(help="The data product.")],
-    role: Annotated[str, typer.Argument(help="analyst, engineer or owner.")],
-    reason: ReasonOption,
-    user: UserOption = None, group: GroupOption = None, attribute: AttributeOption = None,
-    database: DatabaseOption = None, model: ModelOption = None, env: EnvOption = None,
-) -> None:
-    """Take a product role back; the next transaction of its holders no longer has it."""
-    _change("revoke", product, role, user, group, attribute, reason, database, model, env)
+You need ADMIN on the role (the product owner has it); the database checks. The grant
+counts from the caller's next transaction.""")
+_change_command("revoke", "Take a product role back; the next transaction of its holders "
+                          "no longer has it.")
 
 
 @access_app.command("list")
@@ -107,8 +94,7 @@ def list_command(
     database: DatabaseOption = None, model: ModelOption = None, env: EnvOption = None,
 ) -> None:
     """List who holds each product role (--history: who changed it, when and why)."""
-    config = load_config(model=model, database_url=database)
-    loaded, url = model_and_database(config, env, database)
+    loaded, url = model_and_database_of(database, model, env)
     with psycopg.connect(url) as conn:
         if history:
             rows = [[str(at), actor, action, role, str(who), reason]
@@ -211,8 +197,7 @@ def connect_command(
     connection's details (password included) reach psql through its environment, never
     its command line.
     """
-    config = load_config(model=model, database_url=database)
-    loaded, url = model_and_database(config, env, database)
+    loaded, url = model_and_database_of(database, model, env)
     with psycopg.connect(url) as conn:
         target = access.check(conn, loaded, role)
     say(f"you may act as {target}")

@@ -19,7 +19,7 @@ from alembic.util import CommandError
 from rich.console import Console
 from rich.markup import escape
 
-from ..config import Config, load_model
+from ..config import Config, load_config, load_model
 from ..errors import ConfigError, RlskitError
 from ..model import Model
 from ..urls import libpq_url
@@ -115,6 +115,12 @@ def model_and_database(config: Config, env: str | None, database: str | None
                           f"[tool.rlskit.environments.{env}] or "
                           f"RLSKIT_{env.upper()}_DATABASE_URL")
     return model, libpq_url(url)
+
+
+def model_and_database_of(database: str | None, model: str | None, env: str | None
+                          ) -> tuple[Model, str]:
+    """`model_and_database` for the usual ``--database``, ``--model`` and ``--env``."""
+    return model_and_database(load_config(model=model, database_url=database), env, database)
 
 
 DatabaseOption = Annotated[str | None, typer.Option(

@@ -17,7 +17,6 @@ import typer
 from rich.table import Table
 
 from .. import keystore
-from ..config import load_config
 from ..errors import ConfigError
 from ..seal import ContextKey
 from .common import (
@@ -28,7 +27,7 @@ from .common import (
     app,
     err,
     handled,
-    model_and_database,
+    model_and_database_of,
     out,
     say,
 )
@@ -41,8 +40,7 @@ app.add_typer(key_app, name="key")
 
 def _connect(database: str | None, model: str | None, env: str | None
              ) -> tuple[psycopg.Connection, str]:
-    config = load_config(model=model, database_url=database)
-    loaded, url = model_and_database(config, env, database)
+    loaded, url = model_and_database_of(database, model, env)
     if not loaded.sealed:
         raise ConfigError("the model does not seal its context (model.context(sealed=False)); "
                           "it has no keys")

@@ -179,6 +179,6 @@ def access_matrix_tests(model: Model | str) -> Callable[..., None]:
         found = next(c for c in matrix.cells if (c.actor, c.relation, c.command) == cell)
         wrong = "; ".join(f"{o.context}: expected {o.expected}, got {o.actual}"
                           for o in found.observations if not o.ok)
-        assert found.proven, f"{' '.join(cell)} promises {found.promise!r} but {wrong}"
+        assert found.proven, f"{' '.join(cell)} promises '{found.promise}' but {wrong}"
 
     return test_access_matrix

@@ -20,9 +20,10 @@ from ..model import Model
 from ..rows import one
 from ..scratch import drop_database, install_model, table_definitions, with_prefix
 from .matrix import Cell, Matrix, Observation, SideChannel, run_matrix
+from .outcome import Insertion, Outcome, Promise, Verdict
 
-__all__ = ["Cell", "Matrix", "Observation", "SideChannel", "verify_database",
-           "verify_scratch"]
+__all__ = ["Cell", "Insertion", "Matrix", "Observation", "Outcome", "Promise", "SideChannel",
+           "Verdict", "verify_database", "verify_scratch"]
 
 _OWNER = """
 SELECT pg_catalog.pg_get_userbyid(c.relowner)

@@ -28,6 +28,7 @@ from ..model import ROW_COMMANDS, Model
 from ..rows import one
 from ..seal import ContextKey, sealed_settings
 from ..target import target_objects
+from .outcome import DENIED, INSERTED, REFUSED, Insertion, Outcome, Promise, Result, promise
 from .promise import Actor, Promises, actors
 from .seed import Seeded, insert_row, insert_statement, row_values, seed
 from .shapes import Shape, read_shapes
@@ -42,8 +43,8 @@ OTHER = {"A": "B", "B": "A", "none": "B"}
 @dataclass(frozen=True)
 class Observation:
     context: str  # a tenant label, or "none"
-    expected: str
-    actual: str
+    expected: Result
+    actual: Result
 
     @property
     def ok(self) -> bool:
@@ -63,23 +64,10 @@ class Cell:
         return all(o.ok for o in self.observations)
 
     @property
-    def promise(self) -> str:
+    def promise(self) -> Promise:
         """What the model promises, in a word or two."""
-        expected = {o.context: o.expected for o in self.observations}
-        if set(expected.values()) == {"denied"}:
-            return "denied"
-        if self.command == "INSERT":
-            if expected["A"] == "own inserted, other refused":
-                return "own tenant"
-            return "refused" if "inserted" not in expected["A"] else expected["A"]
-        seen = {c: v.split()[1:] if v.startswith("rows") else [] for c, v in expected.items()}
-        if not any(seen.values()):
-            return "no rows"
-        if seen["none"] or any(label[0] != c for c in TENANTS for label in seen[c]):
-            return "beyond own tenant"
-        whole = all(set(seen[c]) >= {label for label in self.seeded if label[0] == c}
-                    for c in TENANTS)
-        return "own tenant" if whole else "own rows"  # all of its tenant's rows, or some
+        return promise({o.context: o.expected for o in self.observations}, self.seeded,
+                       TENANTS)
 
 
 @dataclass(frozen=True)
@@ -87,7 +75,7 @@ class SideChannel:
     relation: str
     actor: str
     probe: str
-    outcome: str
+    outcome: Outcome
     revealed: tuple[str, ...]  # values of the other tenant's row found in the error
 
     @property
@@ -111,21 +99,10 @@ class Matrix:
         return [c for c in self.cells if not c.proven]
 
 
-def _outcome(exc: psycopg.Error) -> str:
+def _outcome(exc: psycopg.Error) -> Outcome:
     if isinstance(exc, errors.InsufficientPrivilege):
-        return "refused" if "row-level security" in str(exc) else "denied"
-    return f"error {exc.sqlstate}"
-
-
-def _joined(parts: list[tuple[str, str]]) -> str:
-    """``own inserted, other refused``; just ``denied`` when both are."""
-    if all(outcome == "denied" for _, outcome in parts):
-        return "denied"
-    return ", ".join(f"{which} {outcome}" for which, outcome in parts)
-
-
-def _rows(labels: list[str]) -> str:
-    return "rows " + " ".join(sorted(labels)) if labels else "no rows"
+        return REFUSED if "row-level security" in str(exc) else DENIED
+    return Outcome.error(exc.sqlstate or "")
 
 
 class _Run:
@@ -193,8 +170,8 @@ class _Run:
             return context_settings(self.model, values)
         return sealed_settings(self.model, actor.name, values, self.key)
 
-    def attempt(self, actor: Actor, context: str, work: Callable[[], str], *,
-                keys: bool = True) -> str:
+    def attempt(self, actor: Actor, context: str, work: Callable[[], Outcome], *,
+                keys: bool = True) -> Outcome:
         try:
             with self.acting(actor, context, keys=keys):
                 return work()
@@ -238,17 +215,17 @@ class _Run:
             read = shape.key[:1]
         query = sql.SQL("SELECT {} FROM {}").format(self.key_sql(shape, read),
                                                     sql.Identifier(shape.schema, shape.name))
-        actual = self.attempt(actor, context, lambda: _rows(self.labels(
+        actual = self.attempt(actor, context, lambda: Outcome.of_rows(self.labels(
             relation, shape, self.conn.execute(query).fetchall(), read)))
         if not self.promises.allowed(actor, relation, "SELECT", read):
-            return Observation(context, "denied", actual)
+            return Observation(context, DENIED, actual)
         if shape.kind == "view":
             model_query = sql.SQL("SELECT {} FROM ({}) AS v").format(
                 self.key_sql(shape, read), sql.SQL(self.promises.views[relation].query))
-            expected = self.attempt(actor, context, lambda: _rows(self.labels(
+            expected = self.attempt(actor, context, lambda: Outcome.of_rows(self.labels(
                 relation, shape, self.conn.execute(model_query).fetchall(), read)))
         else:  # named by the columns the actor may read (its key, when it may)
-            expected = _rows(self.expected_rows(
+            expected = Outcome.of_rows(self.expected_rows(
                 actor, context, relation,
                 self.promises.rows(actor, relation, "SELECT"), columns=read))
         return Observation(context, expected, actual)
@@ -260,17 +237,17 @@ class _Run:
         return {tuple(k): x for *k, x in self.conn.execute(query)}
 
     def _write(self, actor: Actor, relation: str, context: str,
-               statement: sql.SQL | sql.Composed) -> str:
+               statement: sql.SQL | sql.Composed) -> Outcome:
         """Run `statement`; the rows it touched (new row versions or rows gone)."""
         before = self._snapshot(relation)
         shape = self.tables[relation]
 
-        def work() -> str:
+        def work() -> Outcome:
             self.conn.execute(statement)
             self.conn.execute("RESET ROLE")
             after = self._snapshot(relation)
             touched = [k for k, x in before.items() if after.get(k) != x]
-            return _rows(self.labels(relation, shape, touched))
+            return Outcome.of_rows(self.labels(relation, shape, touched))
 
         return self.attempt(actor, context, work, keys=False)
 
@@ -286,23 +263,23 @@ class _Run:
         actual = self._write(actor, relation, context, statement)
         if not (self.promises.allowed(actor, relation, "UPDATE", (column,))
                 and self.promises.allowed(actor, relation, "SELECT", (column,))):
-            return Observation(context, "denied", actual)
+            return Observation(context, DENIED, actual)
         rows = self.promises.rows(actor, relation, "UPDATE")
         reads = self.promises.rows(actor, relation, "SELECT")  # SET c = c reads c
         touched = self.expected_rows(actor, context, relation, rows, reads)
         check = self.promises.rows(actor, relation, "UPDATE", check=True)
         if touched and len(self.expected_rows(actor, context, relation, rows, reads, check)
                            ) < len(touched):
-            return Observation(context, "refused", actual)
-        return Observation(context, _rows(touched), actual)
+            return Observation(context, REFUSED, actual)
+        return Observation(context, Outcome.of_rows(touched), actual)
 
     def delete(self, actor: Actor, relation: str, context: str) -> Observation:
         shape = self.tables[relation]
         statement = sql.SQL("DELETE FROM {}").format(sql.Identifier(shape.schema, shape.name))
         actual = self._write(actor, relation, context, statement)
         if not self.promises.allowed(actor, relation, "DELETE"):
-            return Observation(context, "denied", actual)
-        return Observation(context, _rows(self.expected_rows(
+            return Observation(context, DENIED, actual)
+        return Observation(context, Outcome.of_rows(self.expected_rows(
             actor, context, relation, self.promises.rows(actor, relation, "DELETE"))), actual)
 
     def candidate(self, relation: str, tenant: str) -> dict[str, str]:
@@ -324,30 +301,30 @@ class _Run:
         shape = self.tables[relation]
         target = sql.Identifier(shape.schema, shape.name)
         parts = []
-        for which, tenant in (("own", "A" if context == "none" else context),
-                              ("other", OTHER[context])):
+        for tenant in ("A" if context == "none" else context, OTHER[context]):
             with self.conn.transaction(force_rollback=True):
                 values = self.candidate(relation, tenant)
 
-                def work(values: dict[str, str] = values) -> str:
+                def work(values: dict[str, str] = values) -> Outcome:
                     self.conn.execute(insert_statement(target, shape, values),
                                       list(values.values()))
-                    return "inserted"
+                    return INSERTED
 
                 actual = self.attempt(actor, context, work, keys=False)
                 expected = self._expected_insert(actor, relation, context, values)
-            parts.append((which, expected, actual))
-        return Observation(context, _joined([(w, e) for w, e, _ in parts]),
-                           _joined([(w, a) for w, _, a in parts]))
+            parts.append((expected, actual))
+        (own_expected, own), (other_expected, other) = parts
+        return Observation(context, Insertion(own_expected, other_expected),
+                           Insertion(own, other))
 
     def _expected_insert(self, actor: Actor, relation: str, context: str,
-                         values: dict[str, str]) -> str:
+                         values: dict[str, str]) -> Outcome:
         shape = self.tables[relation]
         if not self.promises.allowed(actor, relation, "INSERT", tuple(values)):
-            return "denied"
+            return DENIED
         check = self.promises.rows(actor, relation, "INSERT", check=True)
         if check is None:
-            return "refused"
+            return REFUSED
         new = sql.SQL("pg_temp.{}").format(self.copies[relation][1])
         self.conn.execute(sql.SQL("DELETE FROM {}").format(new))
         self.conn.execute(insert_statement(new, shape, values), list(values.values()))
@@ -355,7 +332,7 @@ class _Run:
             sql.SQL(check), new, sql.Identifier(shape.name))
         with self.acting(actor, context):
             admitted = one(self.conn.execute(query))[0]
-        return "inserted" if admitted else "refused"
+        return INSERTED if admitted else REFUSED
 
     # -- side channels ----------------------------------------------------------------------
 
@@ -394,10 +371,11 @@ class _Run:
             statement = insert_statement(sql.Identifier(shape.schema, shape.name), shape,
                                          values)
             text = ""
+            outcome: Outcome
             try:
                 with self.acting(actor, "A"):
                     self.conn.execute(statement, list(values.values()))
-                outcome = "accepted"
+                outcome = INSERTED
             except psycopg.Error as exc:
                 outcome = _outcome(exc)
                 diag = exc.diag

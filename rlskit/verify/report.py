@@ -13,7 +13,7 @@ from typing import Any
 
 from rich.table import Table
 
-from .matrix import Matrix
+from .matrix import Cell, Matrix
 
 __all__ = ["as_html", "as_json", "as_markdown", "as_tables"]
 
@@ -37,12 +37,12 @@ def _grid(matrix: Matrix) -> tuple[list[str], list[tuple[list[str], list[bool]]]
 
 
 def _violations(matrix: Matrix) -> list[list[str]]:
-    return [[c.actor, c.relation, c.command, o.context, o.expected, o.actual]
+    return [[c.actor, c.relation, c.command, o.context, str(o.expected), str(o.actual)]
             for c in matrix.violations for o in c.observations if not o.ok]
 
 
 def _side_channels(matrix: Matrix) -> list[list[str]]:
-    return [[s.relation, s.actor, s.probe, s.outcome,
+    return [[s.relation, s.actor, s.probe, str(s.outcome),
              "proven" if s.ok else "LEAK: " + ", ".join(s.revealed)]
             for s in matrix.side_channels]
 
@@ -95,10 +95,18 @@ def as_json(matrix: Matrix) -> dict[str, Any]:
         "ok": matrix.ok,
         "actors": matrix.actors,
         "relations": matrix.relations,
-        "cells": [asdict(c) | {"proven": c.proven, "promise": c.promise}
-                  for c in matrix.cells],
-        "side_channels": [asdict(s) | {"ok": s.ok} for s in matrix.side_channels],
+        "cells": [_cell_json(c) for c in matrix.cells],
+        "side_channels": [asdict(s) | {"outcome": str(s.outcome), "ok": s.ok}
+                          for s in matrix.side_channels],
     }
+
+
+def _cell_json(cell: Cell) -> dict[str, Any]:
+    observations = [{"context": o.context, "expected": str(o.expected),
+                     "actual": str(o.actual), "ok": o.ok} for o in cell.observations]
+    return {"actor": cell.actor, "relation": cell.relation, "command": cell.command,
+            "observations": observations, "seeded": list(cell.seeded),
+            "proven": cell.proven, "promise": str(cell.promise)}
 
 
 def _html_table(header: list[str], body: list[tuple[list[str], list[bool]]]) -> str:
