@@ -31,7 +31,8 @@ from psycopg.waiting import Wait
 from .context import RequestContext
 from .seal import ContextKey, session_settings
 
-__all__ = ["begin", "begin_async", "context_statement", "exchange", "forget"]
+__all__ = ["begin", "begin_async", "context_statement", "exchange", "forget", "mark",
+           "rollback", "rollback_async"]
 
 _LOST = b"26000"  # invalid_sql_statement_name: the prepared statement is gone
 _prepared: weakref.WeakKeyDictionary[object, set[bytes]] = weakref.WeakKeyDictionary()
@@ -92,6 +93,43 @@ def exchange(conn: psycopg.Connection | psycopg.AsyncConnection, ctx: RequestCon
         if not (lost and known is not None and attempt == 1):
             raise errors.error_from_result(failed, encoding=encoding)
         known.discard(name)
+
+
+def mark(conn: psycopg.Connection | psycopg.AsyncConnection) -> int:
+    """How many statements psycopg has prepared on `conn` so far (its names are numbered)."""
+    return conn._prepared._prepared_idx
+
+
+def _rollback(conn: psycopg.Connection | psycopg.AsyncConnection
+              ) -> Generator[Wait, object, None]:
+    """A plain ROLLBACK exchange (prepared statements live in the session, not the
+    transaction: the server keeps them)."""
+    conn.pgconn.send_query_params(b"ROLLBACK", None)
+    results = yield from generators.execute(conn.pgconn)
+    if results[-1].status == ExecStatus.FATAL_ERROR:
+        raise errors.error_from_result(results[-1], encoding=conn.info.encoding)
+
+
+def rollback(conn: psycopg.Connection, since: int) -> None:
+    """Roll back the transaction begun when psycopg's count of prepared statements was
+    `since` (`mark`). psycopg's own rollback also sends ``DEALLOCATE ALL``, so that every
+    query is planned and prepared again; that is needed only when the transaction
+    prepared a statement of its own, which may name an object the rollback undoes: then
+    psycopg's rollback runs, otherwise a plain ROLLBACK keeps every statement."""
+    if mark(conn) != since:
+        conn.rollback()
+        return
+    with conn.lock:
+        conn.wait(_rollback(conn))
+
+
+async def rollback_async(conn: psycopg.AsyncConnection, since: int) -> None:
+    """`rollback` for an asyncio connection."""
+    if mark(conn) != since:
+        await conn.rollback()
+        return
+    async with conn.lock:
+        await conn.wait(_rollback(conn))
 
 
 def forget(conn: psycopg.Connection | psycopg.AsyncConnection) -> None:

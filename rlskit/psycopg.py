@@ -85,11 +85,12 @@ class transaction:  # noqa: N801 - used like a function, as psycopg's own conn.t
             raise TypeError("use 'async with' for an AsyncConnection")
         _check_start(conn)
         self._autocommit = conn.autocommit
+        self._mark = wire.mark(conn)
         conn.autocommit = True  # no BEGIN of psycopg's own: the exchange sends it
         try:
             wire.begin(conn, self.ctx, self.key)
         except BaseException:
-            self._finish(conn.rollback)
+            self._finish(self._rollback)
             raise
         return conn
 
@@ -100,10 +101,14 @@ class transaction:  # noqa: N801 - used like a function, as psycopg's own conn.t
             return False
         assert isinstance(conn, psycopg.Connection)
         ended = _ended(conn) and kind is None
-        self._finish(conn.commit if kind is None else conn.rollback)
+        self._finish(conn.commit if kind is None else self._rollback)
         if ended:
             raise ContextError(_ENDED)
         return isinstance(exc, psycopg.Rollback)
+
+    def _rollback(self) -> None:
+        assert isinstance(self.conn, psycopg.Connection)
+        wire.rollback(self.conn, self._mark)
 
     def _finish(self, end: Callable[[], None]) -> None:
         try:
@@ -118,11 +123,12 @@ class transaction:  # noqa: N801 - used like a function, as psycopg's own conn.t
             raise TypeError("use 'with' for a (sync) Connection")
         _check_start(conn)
         self._autocommit = conn.autocommit
+        self._mark = wire.mark(conn)
         await conn.set_autocommit(True)
         try:
             await wire.begin_async(conn, self.ctx, self.key)
         except BaseException:
-            await self._afinish(conn.rollback)
+            await self._afinish(self._arollback)
             raise
         return conn
 
@@ -133,10 +139,14 @@ class transaction:  # noqa: N801 - used like a function, as psycopg's own conn.t
             return False
         assert isinstance(conn, psycopg.AsyncConnection)
         ended = _ended(conn) and kind is None
-        await self._afinish(conn.commit if kind is None else conn.rollback)
+        await self._afinish(conn.commit if kind is None else self._arollback)
         if ended:
             raise ContextError(_ENDED)
         return isinstance(exc, psycopg.Rollback)
+
+    async def _arollback(self) -> None:
+        assert isinstance(self.conn, psycopg.AsyncConnection)
+        await wire.rollback_async(self.conn, self._mark)
 
     async def _afinish(self, end: Callable[[], Awaitable[None]]) -> None:
         conn = self.conn

@@ -153,6 +153,10 @@ def test_the_psycopg_internals_rlskit_relies_on_are_still_there():
     assert "self._prepared: PrepareManager = PrepareManager()" in inspect.getsource(
         psycopg.BaseConnection.__init__) and callable(PrepareManager.clear), \
         "the prepared-statement cache moved"
+    # `rlskit._wire.mark`: a rollback keeps the statements prepared before its transaction
+    assert "self._prepared_idx += 1" in inspect.getsource(PrepareManager.get), \
+        "psycopg no longer numbers its prepared statements"
+    assert callable(getattr(generators, "execute", None)), "psycopg.generators.execute moved"
 
 
 def test_rlskit_printers_stay_inside_rlskit_rendering():
