@@ -24,18 +24,32 @@ from collections.abc import Generator
 from functools import lru_cache
 
 import psycopg
-from psycopg import errors, generators, sql
+from psycopg import IsolationLevel, errors, generators, sql
 from psycopg.pq import DiagnosticField, ExecStatus, TransactionStatus
 from psycopg.waiting import Wait
 
 from .context import RequestContext
-from .seal import ContextKey, session_settings
+from .seal import SEAL_SETTING, ContextKey, seal_setting
 
 __all__ = ["begin", "begin_async", "context_statement", "exchange", "forget", "mark",
-           "rollback", "rollback_async"]
+           "rollback", "rollback_async", "set_autocommit"]
 
 _LOST = b"26000"  # invalid_sql_statement_name: the prepared statement is gone
 _prepared: weakref.WeakKeyDictionary[object, set[bytes]] = weakref.WeakKeyDictionary()
+
+
+@lru_cache(maxsize=16)
+def _begin(isolation: IsolationLevel | None, read_only: bool | None, deferrable: bool | None
+           ) -> bytes:
+    """BEGIN with the connection's transaction characteristics, as psycopg writes it."""
+    parts = ["BEGIN"]
+    if isolation is not None:
+        parts.append("ISOLATION LEVEL " + IsolationLevel(isolation).name.replace("_", " "))
+    if read_only is not None:
+        parts.append("READ ONLY" if read_only else "READ WRITE")
+    if deferrable is not None:
+        parts.append("DEFERRABLE" if deferrable else "NOT DEFERRABLE")
+    return " ".join(parts).encode()
 
 
 @lru_cache(maxsize=64)
@@ -49,6 +63,17 @@ def context_statement(names: tuple[str, ...]) -> tuple[bytes, bytes]:
     return query, b"rlskit_context_" + hashlib.sha1(query).hexdigest()[:16].encode()
 
 
+@lru_cache(maxsize=1024)
+def _plan(role: str, settings: tuple[tuple[str, str], ...], sealed: bool, encoding: str
+          ) -> tuple[bytes, bytes, tuple[bytes, ...]]:
+    """The context statement, its name and its values but the seal's (`context_statement`),
+    for a context that sets `role` and `settings`; the values as a client in `encoding`
+    sends them. Cached: a caller's transactions repeat its context."""
+    names = tuple(setting for setting, _ in settings) + ((SEAL_SETTING,) if sealed else ())
+    query, name = context_statement(names)
+    return query, name, (role.encode(encoding), *(v.encode(encoding) for _, v in settings))
+
+
 def exchange(conn: psycopg.Connection | psycopg.AsyncConnection, ctx: RequestContext,
              key: ContextKey | None = None) -> Generator[Wait, object, None]:
     """Begin a transaction on idle `conn` and apply `ctx`, yielding whenever it must wait
@@ -57,11 +82,12 @@ def exchange(conn: psycopg.Connection | psycopg.AsyncConnection, ctx: RequestCon
     another server behind a pooler) is prepared again in a second exchange. A sealed
     context is signed with `key` (default: the process's, `rlskit.seal.current_key`)."""
     pgconn = conn.pgconn
-    settings = session_settings(ctx, key)
-    query, name = context_statement(tuple(setting for setting, _ in settings))
     encoding = conn.info.encoding
-    values = [ctx.role.encode(encoding), *(v.encode(encoding) for _, v in settings)]
+    query, name, values = _plan(ctx.role, ctx.settings + ctx.limits, ctx.sealed, encoding)
+    if ctx.sealed:  # signed now: the seal carries its expiry
+        values = (*values, seal_setting(ctx.role, ctx.settings, key)[1].encode(encoding))
     known = _prepared.setdefault(conn, set()) if conn.prepare_threshold is not None else None
+    begin = _begin(conn.isolation_level, conn.read_only, conn.deferrable)
     for attempt in (1, 2):
         prepare = known is not None and name not in known
         pgconn.enter_pipeline_mode()
@@ -69,7 +95,7 @@ def exchange(conn: psycopg.Connection | psycopg.AsyncConnection, ctx: RequestCon
             rollback = pgconn.transaction_status != TransactionStatus.IDLE
             if rollback:  # of a failed attempt
                 pgconn.send_query_params(b"ROLLBACK", None)
-            pgconn.send_query_params(b"BEGIN", None)
+            pgconn.send_query_params(begin, None)
             if known is None:
                 pgconn.send_query_params(query, values)
             else:
@@ -93,6 +119,13 @@ def exchange(conn: psycopg.Connection | psycopg.AsyncConnection, ctx: RequestCon
         if not (lost and known is not None and attempt == 1):
             raise errors.error_from_result(failed, encoding=encoding)
         known.discard(name)
+
+
+def set_autocommit(conn: psycopg.Connection | psycopg.AsyncConnection, value: bool) -> None:
+    """psycopg's autocommit flag, on a connection with no transaction open: psycopg's own
+    setter checks just that, in a wait of its own (a blocking or asyncio round of its
+    loop); the caller has checked."""
+    conn._autocommit = value
 
 
 def mark(conn: psycopg.Connection | psycopg.AsyncConnection) -> int:

@@ -86,7 +86,7 @@ class transaction:  # noqa: N801 - used like a function, as psycopg's own conn.t
         _check_start(conn)
         self._autocommit = conn.autocommit
         self._mark = wire.mark(conn)
-        conn.autocommit = True  # no BEGIN of psycopg's own: the exchange sends it
+        wire.set_autocommit(conn, True)  # no BEGIN of psycopg's own: the exchange sends it
         try:
             wire.begin(conn, self.ctx, self.key)
         except BaseException:
@@ -115,7 +115,7 @@ class transaction:  # noqa: N801 - used like a function, as psycopg's own conn.t
             end()
         finally:
             if not self.conn.closed:
-                self.conn.autocommit = self._autocommit
+                wire.set_autocommit(self.conn, self._autocommit)
 
     async def __aenter__(self) -> psycopg.AsyncConnection:
         conn = self.conn
@@ -124,7 +124,7 @@ class transaction:  # noqa: N801 - used like a function, as psycopg's own conn.t
         _check_start(conn)
         self._autocommit = conn.autocommit
         self._mark = wire.mark(conn)
-        await conn.set_autocommit(True)
+        wire.set_autocommit(conn, True)
         try:
             await wire.begin_async(conn, self.ctx, self.key)
         except BaseException:
@@ -155,7 +155,7 @@ class transaction:  # noqa: N801 - used like a function, as psycopg's own conn.t
             await end()
         finally:
             if not conn.closed:
-                await conn.set_autocommit(self._autocommit)
+                wire.set_autocommit(conn, self._autocommit)
 
 
 _ENDED = ("the request context's transaction was ended inside its block (commit() or "
@@ -163,7 +163,7 @@ _ENDED = ("the request context's transaction was ended inside its block (commit(
 
 
 def _check_start(conn: psycopg.Connection | psycopg.AsyncConnection) -> None:
-    if conn.info.transaction_status != TransactionStatus.IDLE:
+    if conn.pgconn.transaction_status != TransactionStatus.IDLE:
         raise ContextError("a request context must start its own transaction, but the "
                            "connection is already in one; commit or roll back first")
     if conn.pgconn.pipeline_status != PipelineStatus.OFF:
@@ -172,7 +172,7 @@ def _check_start(conn: psycopg.Connection | psycopg.AsyncConnection) -> None:
 
 
 def _ended(conn: psycopg.Connection | psycopg.AsyncConnection) -> bool:
-    return conn.info.transaction_status == TransactionStatus.IDLE
+    return conn.pgconn.transaction_status == TransactionStatus.IDLE
 
 
 def _refuse(found: list[str]) -> None:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from functools import cached_property
+from functools import cached_property, lru_cache
 from json.encoder import encode_basestring as _json  # a JSON string literal (C, when built)
 from pathlib import Path
 from typing import Any
@@ -129,13 +129,22 @@ class ContextKey:
              now: float | None = None) -> str:
         """The seal of a context, ``<id>:<expiry>:<mac>:<body>``, valid for `ttl` seconds:
         the MAC covers ``<id>:<expiry>:<body>``."""
-        signed = f"{self.kid}:{int(now if now is not None else time.time()) + self.ttl}:"
-        body = payload(role, settings)
-        return f"{signed}{self.mac(signed + body)}:{body}"
+        return _seal(self, role, tuple(settings),
+                     int(now if now is not None else time.time()) + self.ttl)
 
     def probe(self) -> str:
         """The MAC the start-up check compares with the database's key of this id."""
         return self.mac(KEY_CHECK)
+
+
+@lru_cache(maxsize=256)
+def _seal(key: ContextKey, role: str, settings: tuple[tuple[str, str], ...], expiry: int
+          ) -> str:
+    """`ContextKey.seal`, computed once per context and second (the expiry's resolution):
+    a caller's transactions in the same second send the same seal."""
+    signed = f"{key.kid}:{expiry}:"
+    body = payload(role, settings)
+    return f"{signed}{key.mac(signed + body)}:{body}"
 
 
 _key: ContextKey | None = None

@@ -153,3 +153,24 @@ def test_the_trace_reader_sees_deallocate_all(example: Example) -> None:
             conn.rollback()
     assert round_trips(rolled_back) == 2, rolled_back  # ROLLBACK, DEALLOCATE ALL
     assert "DEALLOCATE ALL" in " ".join(rolled_back)
+
+
+def test_the_transaction_keeps_the_connections_characteristics(example: Example) -> None:
+    """BEGIN carries the connection's isolation level, read-only and deferrable, as
+    psycopg's own ``conn.transaction()`` does."""
+    ctx = member_context(example)
+    with psycopg.connect(authenticator_url(example)) as conn:
+        conn.isolation_level = psycopg.IsolationLevel.SERIALIZABLE
+        conn.read_only = True
+        with transaction(conn, ctx):
+            shown = conn.execute("SELECT current_setting('transaction_isolation'), "
+                                 "current_setting('transaction_read_only'), "
+                                 "current_setting('app.tenant_id')").fetchone()
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+                conn.execute("DELETE FROM flow")
+        conn.isolation_level = conn.read_only = None
+        with transaction(conn, ctx):
+            default = conn.execute("SELECT current_setting('transaction_isolation')"
+                                   ).fetchone()
+    assert shown == ("serializable", "on", str(example.data.a.id))
+    assert default == ("read committed",)
