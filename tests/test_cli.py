@@ -201,3 +201,54 @@ def test_graph_formats(fmt, start):
     result = rlskit("graph", "--model", "rlskit.examples.saas:model", "--format", fmt)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(start) and "member_directory" in result.stdout
+
+
+@pytest.fixture
+def explained(tmp_path, rlskit_db):
+    """The example in a database, a project whose model names its roles, and the command
+    line of ``rlskit explain`` as a member of tenant A."""
+    from conftest import make_example
+
+    example = make_example(rlskit_db)
+    root = project(tmp_path, "from rlskit.examples.saas import build_model\n"
+                             f"model = build_model(role_prefix={rlskit_db.role_prefix!r})\n")
+
+    def run(query: str, *more: str, role: str = "member") -> subprocess.CompletedProcess:
+        return rlskit("explain", query, "--role", role, "--set",
+                      f"tenant_id={example.data.a.id}", "--set",
+                      f"user_id={example.data.a.member}", "-d", rlskit_db.url, *more, cwd=root)
+
+    run.example = example  # type: ignore[attr-defined]
+    return run
+
+
+def test_explain_shows_the_plan_under_the_policies(explained, rlskit_db):
+    result = explained("SELECT id FROM flow ORDER BY created_at DESC LIMIT 5")
+    assert result.returncode == 0, result.stderr
+    assert "InitPlan" in result.stdout and "(flow.tenant_id = (InitPlan 1).col1)" in result.stdout
+    assert "hint" not in result.stdout
+    plan = json.loads(explained("SELECT id FROM flow", "--format", "json",
+                                "--analyze").stdout)
+    with rlskit_db.connect() as conn:
+        flows = conn.execute("SELECT count(*) FROM flow WHERE tenant_id = %s",
+                             [explained.example.data.a.id]).fetchone()[0]
+    assert plan["hints"] == [] and plan["plan"]["Actual Rows"] == flows  # tenant A's
+
+
+def test_explain_analyze_leaves_the_data_alone(explained, rlskit_db):
+    result = explained("DELETE FROM flow", "--analyze", role="tenant_admin")
+    assert result.returncode == 0, result.stderr
+    with rlskit_db.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM flow").fetchone()[0] > 2
+
+
+@pytest.mark.parametrize(("args", "role", "message"), [
+    (("SELECT 1; DROP TABLE flow",), "member", "one SELECT, INSERT, UPDATE or DELETE"),
+    (("SELEKT 1",), "member", "not valid SQL"),
+    (("SELECT nothing FROM flow",), "member", 'the query fails as member: column "nothing"'),
+    (("SELECT 1",), "ghost", "ghost"),
+    (("SELECT 1", "--set", "org=1"), "member", "unknown context name 'org'"),
+    (("SELECT 1", "--set", "tenant_id"), "member", "write name=value"),
+])
+def test_explain_refuses_bad_input_in_one_line(explained, args, role, message):
+    assert_one_line_error(explained(*args, role=role), message)

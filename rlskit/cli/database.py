@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from enum import Enum
 from typing import Annotated
 
@@ -164,6 +165,50 @@ def verify(
               f"{sum(s.ok for s in matrix.side_channels)} of {len(matrix.side_channels)} "
               "side channels closed", highlight=False)
     if not matrix.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+@handled
+def explain(
+    query: Annotated[str, typer.Argument(help="One SELECT, INSERT, UPDATE or DELETE.")],
+    role: Annotated[str, typer.Option("--role", help="The model role to run it as.")],
+    values: Annotated[list[str] | None, typer.Option(
+        "--set", help="A context value, name=value (repeat for each).")] = None,
+    analyze: Annotated[bool, typer.Option(
+        "--analyze", help="Run the query (its writes rolled back): actual rows and times."
+    )] = False,
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.text,
+    database: DatabaseOption = None, model: ModelOption = None, env: EnvOption = None,
+) -> None:
+    """Show a query's plan as a role with a context gets it, and what to change; exit 1
+    when a hint is found.
+
+    Runs in a transaction that is rolled back, on a connection that may switch to the role
+    (an owner or superuser URL). Hints: a page that sorts every row of several tenants
+    (page per tenant with rlskit.paging), a context read per row.
+    """
+    from ..explain import explain as explain_query
+
+    config = load_config(model=model)
+    loaded, url = model_and_database(config, env, database)
+    context = {}
+    for item in values or ():
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: write name=value")
+        context[name.strip()] = value
+    with psycopg.connect(url) as conn:
+        explained = explain_query(conn, loaded, query, role, context, analyze=analyze)
+    if fmt is Format.json:
+        typer.echo(json.dumps({"plan": explained.plan,
+                               "hints": [asdict(h) for h in explained.hints]}, indent=2))
+    else:
+        typer.echo(explained.text)
+        for hint in explained.hints:
+            out.print(f"hint [{hint.id}] {hint.node}: {hint.message}\n  fix: {hint.fix}",
+                      highlight=False)
+    if explained.hints:
         raise typer.Exit(1)
 
 
