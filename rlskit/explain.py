@@ -36,8 +36,8 @@ from .seal import ContextKey, sealed_settings
 __all__ = ["Explained", "Hint", "explain", "plan_hints"]
 
 _STATEMENTS = (ast.SelectStmt, ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt)
-_SCANS = ("Seq Scan", "Index Scan", "Index Only Scan", "Bitmap Heap Scan",
-          "Bitmap Index Scan")
+_SCANS = ("Seq Scan", "Index Scan", "Index Only Scan", "Bitmap Heap Scan")  # a bitmap
+# index scan's condition is its heap scan's Recheck Cond
 _CONDITIONS = ("Filter", "Index Cond", "Recheck Cond")
 _SEVERAL = re.compile(r"\(?(\w+) = ANY \(|hashed SubPlan|\(?(\w+) IN \(")
 
