@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import psycopg
+import psycopg.sql
 import pytest
 from support.snapshots import snapshot
 
@@ -194,3 +196,31 @@ def test_a_context_removed_from_the_model_drops_its_helper(example):
         assert diff_database(conn, example.model) == []
         assert conn.execute("SELECT to_regprocedure('rlskit.claim(text)') IS NOT NULL"
                             ).fetchone()[0]
+
+
+def test_a_table_removed_from_the_model_stays_closed(example):
+    """Its policies go; RLS stays enabled and forced, so nobody reads a row of it (the
+    README's promise)."""
+    del example.model.tables[("public", "flow")]
+    with example.db.connect() as conn:
+        changes = diff_database(conn, example.model)
+        assert {c.obj.key[:2] for c in changes} <= {("policy", "public"), ("grant", "public")}
+        assert ("drop", "policy", "public", "flow", "tenant_isolation") in actions(changes)
+        conn.execute(drift_sql(changes, example.db.version))
+        conn.commit()
+        assert conn.execute("SELECT relrowsecurity, relforcerowsecurity, (SELECT count(*) "
+                            "FROM pg_policy WHERE polrelid = 'flow'::regclass) "
+                            "FROM pg_class WHERE oid = 'flow'::regclass").fetchone() == (
+            True, True, 0)
+        assert conn.execute("SELECT count(*) FROM flow").fetchone()[0] > 0  # rows are there
+    for role in ("member", "tenant_admin"):
+        with example.session(role, example.data.a.id, example.data.a.member) as conn:
+            try:
+                seen = conn.execute("SELECT count(*) FROM flow").fetchone()[0]
+            except psycopg.errors.InsufficientPrivilege:
+                seen = 0  # its grants went too
+            assert seen == 0, role
+    with example.db.connect() as conn:  # FORCE binds the owner too
+        conn.execute(psycopg.sql.SQL("SET ROLE {}").format(psycopg.sql.Identifier(
+            example.owner)))
+        assert conn.execute("SELECT count(*) FROM flow").fetchone()[0] == 0
