@@ -140,6 +140,28 @@ def privilege_key(priv: Privilege) -> tuple[int, tuple[str, ...]]:
     return TABLE_PRIVILEGES.index(priv.name), priv.columns
 
 
+_HAS_CITUS = "SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus'"
+
+# partmethod 'h': hash-distributed; 'n' with replication model 't': a reference table
+# (a Citus local table is 'n' too, with model 's': not one rlskit makes)
+_DISTRIBUTIONS = """
+SELECT n.nspname, c.relname,
+       CASE WHEN p.partmethod = 'h'
+            THEN pg_catalog.column_to_column_name(p.logicalrelid, p.partkey) END
+FROM pg_dist_partition p
+JOIN pg_catalog.pg_class c ON c.oid = p.logicalrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid = ANY(%(oids)s) AND (p.partmethod = 'h' OR p.repmodel = 't')
+ORDER BY 1, 2"""
+
+
+def _distributions(conn: psycopg.Connection, oids: list[int]) -> list[o.Distribution]:
+    """The model's tables that Citus distributes, when the database has Citus."""
+    if conn.execute(_HAS_CITUS).fetchone() is None:
+        return []
+    return [o.Distribution(*row) for row in conn.execute(_DISTRIBUTIONS, {"oids": oids})]
+
+
 def _grants(rows: list[tuple]) -> list[o.TableGrant]:
     grouped: dict[tuple[str, str, str], dict[str, list[str]]] = {}
     for schema, table, role, privilege, column in rows:
@@ -177,7 +199,7 @@ def read_catalog(conn: psycopg.Connection, model: Model) -> list[o.DbObject]:
     if model.owner_name is not None:
         roles.append(model.owner_name)
     schemas = sorted({model.helpers_schema} | {s for s, _ in model.tables}
-                     | {s for s, _ in model.views})
+                     | {s for s, _ in model.views} | {s for s, _ in model.distributions})
     dropped = [name for (name,) in conn.execute(
         _MARKED_ROLES, {"marker": o.MARKER, "prefix": model.role_prefix}) if name not in roles]
     params = {"roles": roles + dropped, "model_roles": roles, "schemas": schemas,
@@ -220,6 +242,8 @@ def read_catalog(conn: psycopg.Connection, model: Model) -> list[o.DbObject]:
     if model.owner_name is not None:  # a table owned by anyone else is to be given to it
         out += [o.TableOwner(s, n, owner) for _, s, n, _, _, _, _, owner in relations
                 if (s, n) in tables and owner == model.owner_name]
+    out += _distributions(conn, [oid for oid, s, n, kind, *_ in relations
+                                 if kind in "rp" and (s, n) in model.distributions])
     out += [o.RowSecurity(s, n, force) for _, s, n, kind, rls, force, _, _ in relations
             if (s, n) in tables and rls]
     declared = {(t.schema, t.name, p.name) for t in model.tables.values() for p in t.policies}

@@ -11,6 +11,7 @@ import dataclasses
 from functools import singledispatch
 from typing import Any
 
+from pglast.stream import maybe_double_quote_name as quote
 from psycopg import sql
 
 from . import objects as o
@@ -176,6 +177,18 @@ def _create_table_owner(obj: o.TableOwner, pg_version: int) -> list[sql.Composab
 
 
 @create.register
+def _create_distribution(obj: o.Distribution, pg_version: int) -> list[sql.Composable]:
+    table = sql.Literal(f"{quote(obj.schema)}.{quote(obj.table)}")
+    if obj.column is None:
+        return [sql.SQL("SELECT create_reference_table({})").format(table)]
+    colocate: sql.Composable = sql.SQL("")
+    if obj.colocate_with is not None:
+        colocate = sql.SQL(", colocate_with => {}").format(sql.Literal(obj.colocate_with))
+    return [sql.SQL("SELECT create_distributed_table({}, {}{})").format(
+        table, sql.Literal(obj.column), colocate)]
+
+
+@create.register
 def _create_row_security(obj: o.RowSecurity, pg_version: int) -> list[sql.Composable]:
     table = Ident(obj.schema, obj.table)
     stmts: list[sql.Composable] = [
@@ -290,6 +303,13 @@ def _drop_table_owner(obj: o.TableOwner, pg_version: int) -> list[sql.Composable
 
 
 @drop.register
+def _drop_distribution(obj: o.Distribution, pg_version: int) -> list[sql.Composable]:
+    """Back to a plain table on the coordinator, its rows with it."""
+    return [sql.SQL("SELECT undistribute_table({})").format(
+        sql.Literal(f"{quote(obj.schema)}.{quote(obj.table)}"))]
+
+
+@drop.register
 def _drop_row_security(obj: o.RowSecurity, pg_version: int) -> list[sql.Composable]:
     table = Ident(obj.schema, obj.table)
     stmts: list[sql.Composable] = []
@@ -333,6 +353,9 @@ def alter(old: o.DbObject, new: o.DbObject, pg_version: int) -> list[sql.Composa
     if isinstance(new, o.HelperFunction) and isinstance(old, o.HelperFunction) and \
             new.returns != old.returns:
         return None  # CREATE OR REPLACE FUNCTION cannot change the result type
+    if isinstance(new, o.Distribution) and isinstance(old, o.Distribution) and \
+            None in (new.column, old.column):
+        return None  # a reference table becomes distributed (or back) by drop + create
     if update.dispatch(type(new)) is update.registry[object]:
         return None  # no in-place form for this kind
     return update(new, pg_version)
@@ -434,6 +457,15 @@ def _update_role(obj: o.DbRole, pg_version: int) -> list[sql.Composable]:
         sql.Literal(obj.connection_limit)),
         sql.SQL("ALTER ROLE {} RESET ALL").format(Ident(obj.name)), _mark(obj),
         *_role_settings(obj)]
+
+
+@update.register
+def _update_distribution(obj: o.Distribution, pg_version: int) -> list[sql.Composable]:
+    """Shard by another column (Citus moves the rows)."""
+    if obj.column is None:
+        raise ValueError("a reference table has no distribution column to change")
+    return [sql.SQL("SELECT alter_distributed_table({}, distribution_column => {})").format(
+        sql.Literal(f"{quote(obj.schema)}.{quote(obj.table)}"), sql.Literal(obj.column))]
 
 
 @update.register

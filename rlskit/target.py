@@ -8,6 +8,7 @@ views, each view followed by its grants). Within a kind, declaration order.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from pglast.stream import maybe_double_quote_name as quote
 
@@ -17,7 +18,7 @@ from .errors import ModelError
 from .keystore import KEY_STATUS, VERIFIER
 from .kinds import KINDS
 from .model import ROW_COMMANDS, Model, Table, View, row_commands
-from .sqltext import policy_expression, relations_read
+from .sqltext import SqlTextError, policy_expression, relations_read, unwrapped_expression
 
 __all__ = ["target_objects"]
 
@@ -91,6 +92,12 @@ def _table_owners(model: Model, pg_version: int) -> list[o.DbObject]:
     if model.owner_name is None:
         return []
     return [o.TableOwner(t.schema, t.name, model.owner_name) for t in model.tables.values()]
+
+
+@derives(o.Distribution)
+def _distributions(model: Model, pg_version: int) -> list[o.DbObject]:
+    return [o.Distribution(d.schema, d.name, d.column, d.colocate_with)
+            for d in model.distributions.values()]
 
 
 @derives(o.RowSecurity)
@@ -223,7 +230,21 @@ def _policies(model: Model, table: Table) -> list[o.DbPolicy]:
                             pol.with_check.sql if pol.with_check else None))
     if table.tenant_column:
         out += _default_rules(model, table)
+    if (table.schema, table.name) in model.distributions:
+        out = [_for_citus(model, table, p) for p in out]
     return out
+
+
+def _for_citus(model: Model, table: Table, pol: o.DbPolicy) -> o.DbPolicy:
+    """`pol` with plain helper calls: Citus refuses subqueries in its tables' policies."""
+    schema = model.helpers_schema
+    try:
+        return replace(pol, using=pol.using and unwrapped_expression(pol.using, schema),
+                       with_check=pol.with_check and unwrapped_expression(pol.with_check,
+                                                                          schema))
+    except SqlTextError as exc:
+        raise ModelError(f"table {table.name!r}, policy {pol.name!r}: {exc}, which Citus "
+                         "refuses on a distributed or reference table") from None
 
 
 def _default_rules(model: Model, table: Table) -> list[o.DbPolicy]:

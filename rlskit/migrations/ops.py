@@ -490,6 +490,55 @@ class ResetOwnerOp(_OwnerOp):
         operations.invoke(cls(o.TableOwner(schema, table, owner)))
 
 
+# -- Citus distribution ----------------------------------------------------------------------
+
+
+class _DistributionOp(RlsOp):
+    kinds = (o.Distribution,)
+
+    def arguments(self) -> tuple[list[Any], dict[str, Any]]:
+        dist = self.obj
+        kwargs: dict[str, Any] = {"schema": dist.schema}
+        if dist.column is None:
+            kwargs["reference"] = True
+        else:
+            kwargs["by"] = dist.column
+        if dist.colocate_with is not None:
+            kwargs["colocate_with"] = dist.colocate_with
+        return [dist.table], kwargs
+
+    @classmethod
+    def invoke(cls, operations: Operations, table: str, *, schema: str | None = None,
+               by: str | None = None, reference: bool = False,
+               colocate_with: str | None = None) -> None:
+        """Shard a table across the Citus cluster by column `by`, or with
+        ``reference=True`` copy it to every node (Citus' ``create_distributed_table`` /
+        ``create_reference_table``)."""
+        if (by is None) != reference:
+            raise ValueError(f"op.{cls.name}({table!r}): give by= or reference=True")
+        schema, table = _split(table, schema)
+        operations.invoke(cls(o.Distribution(schema, table, by, colocate_with)))
+
+
+@_register("create")
+class DistributeTableOp(_DistributionOp):
+    name, sign = "distribute_table", "+"
+
+
+@_register("alter")
+class RedistributeTableOp(_DistributionOp):
+    """Shard by another column (``alter_distributed_table``; Citus moves the rows)."""
+
+    name, sign = "redistribute_table", "~"
+
+
+@_register("drop", undoes=DistributeTableOp)
+class UndistributeTableOp(_DistributionOp):
+    """Back to a plain table on the coordinator (``undistribute_table``), rows and all."""
+
+    name, sign = "undistribute_table", "-"
+
+
 # -- row security ----------------------------------------------------------------------------
 
 

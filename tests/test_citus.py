@@ -1,0 +1,143 @@
+"""The model on a real Citus cluster (a coordinator and two workers, Citus built from the
+vendored source): tables sharded by tenant and reference tables, through the same
+generator, Alembic ops and diff; policies in the form Citus accepts; and tenants isolated
+on the workers."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from psycopg import sql
+from support.citus import CitusCluster, citus_cluster, citus_unavailable
+
+from rlskit import Claim, Model, generate_sql
+from rlskit.diff import diff_database, drift_sql
+from rlskit.errors import ModelError
+from rlskit.server import private_workdir
+
+TABLES = """
+CREATE TABLE tenant (id uuid PRIMARY KEY, name text NOT NULL);
+CREATE TABLE project (tenant_id uuid NOT NULL REFERENCES tenant (id),
+                      id uuid NOT NULL DEFAULT gen_random_uuid(), name text NOT NULL,
+                      PRIMARY KEY (tenant_id, id));
+"""
+
+
+@pytest.fixture(scope="session")
+def citus() -> Iterator[CitusCluster]:
+    reason = citus_unavailable()
+    if reason:
+        pytest.skip(reason)
+    root = private_workdir()
+    try:
+        with citus_cluster(root) as cluster:
+            yield cluster
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def build_model(prefix: str) -> Model:
+    model = Model(role_prefix=prefix)
+    model.context(tenant_id=Claim("tenant_id", type="uuid"), sealed=False)
+    member = model.role("member")
+    model.tenant_table("project", grants={member: "SELECT, INSERT, UPDATE"})
+    model.reference_table("tenant")
+    model.distribute("project", by="tenant_id")
+    return model
+
+
+@pytest.fixture
+def installed(citus: CitusCluster) -> Iterator[tuple[CitusCluster, Model]]:
+    prefix = f"c{uuid.uuid4().hex[:8]}_"
+    model = build_model(prefix)
+    with citus.connect(autocommit=True) as conn:
+        conn.execute(TABLES)
+        conn.execute(generate_sql(model, pg_version=conn.info.server_version // 10000))
+    try:
+        yield citus, model
+    finally:
+        with citus.connect(autocommit=True) as conn:
+            conn.execute("DROP TABLE project, tenant CASCADE")
+            conn.execute("DROP SCHEMA rlskit CASCADE")
+            for (role,) in conn.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s",
+                                        [prefix + "%"]).fetchall():
+                conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_tables_are_distributed_by_tenant_and_the_diff_is_clean(installed):
+    citus, model = installed
+    with citus.connect() as conn:
+        placed = conn.execute(
+            "SELECT logicalrelid::text, partmethod, repmodel, "
+            "column_to_column_name(logicalrelid, partkey) FROM pg_dist_partition "
+            "ORDER BY 1").fetchall()
+        assert placed == [("project", "h", "s", "tenant_id"), ("tenant", "n", "t", None)]
+        assert diff_database(conn, model) == []
+        policies = conn.execute("SELECT pg_get_expr(polqual, polrelid) FROM pg_policy "
+                                "WHERE polname = 'tenant_isolation'").fetchone()[0]
+        assert policies == "(tenant_id = rlskit.tenant_id())"  # no InitPlan subquery
+
+
+def test_a_changed_distribution_is_drift_with_its_sql(installed):
+    citus, model = installed
+    del model.distributions[("public", "tenant")]
+    with citus.connect() as conn:
+        changes = diff_database(conn, model)
+        assert [(c.action, c.obj.key) for c in changes] == [
+            ("drop", ("distribution", "public", "tenant"))]
+        assert "undistribute_table('public.tenant')" in drift_sql(changes, 18)
+
+
+def test_each_tenant_sees_its_own_rows_on_the_workers(installed):
+    citus, model = installed
+    member = model.role_name("member")
+    a, b = uuid.uuid4(), uuid.uuid4()
+    with citus.connect(autocommit=True) as conn:
+        conn.execute("INSERT INTO tenant VALUES (%s, 'a'), (%s, 'b')", [a, b])
+        conn.execute("INSERT INTO project (tenant_id, name) SELECT t, 'p' || g "
+                     "FROM unnest(%s::uuid[]) t, generate_series(1, 20) g", [[a, b]])
+        # Citus opens its worker connections as the current role: a LOGIN role is needed
+        conn.execute(sql.SQL("ALTER ROLE {} LOGIN").format(sql.Identifier(member)))
+    seen = {}
+    with citus.connect() as conn:
+        conn.execute("SET citus.propagate_set_commands = 'local'")
+        for tenant in (a, b, None):
+            with conn.transaction():
+                conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(member)))
+                if tenant is not None:
+                    conn.execute(sql.SQL("SET LOCAL app.tenant_id = {}").format(
+                        sql.Literal(str(tenant))))
+                seen[tenant] = conn.execute(
+                    "SELECT tenant_id, count(*) FROM project GROUP BY 1").fetchall()
+    assert seen == {a: [(a, 20)], b: [(b, 20)], None: []}
+
+
+def test_a_policy_with_a_subquery_on_a_distributed_table_is_refused_by_the_model():
+    model = build_model("x_")
+    model.tables[("public", "project")].policy(
+        "mine", command="SELECT", to="member",
+        using="EXISTS (SELECT 1 FROM tenant t WHERE t.id = project.tenant_id)")
+    with pytest.raises(ModelError, match="policy 'mine': it has a subquery, which Citus "
+                                         "refuses"):
+        generate_sql(model)
+
+
+def test_distribution_declarations_are_checked():
+    model = build_model("x_")
+    with pytest.raises(ModelError, match="distributed twice"):
+        model.distribute("project", by="tenant_id")
+    with pytest.raises(ModelError, match="colocate_with 'nothing' must be a table"):
+        model.distribute("task", by="tenant_id", colocate_with="nothing")
+    with pytest.raises(ModelError, match="colocate_with 'tenant' must be a table"):
+        model.distribute("task", by="tenant_id", colocate_with="tenant")  # a reference table
+
+
+def test_the_generated_sql_distributes_after_the_owner_and_before_the_policies():
+    text = generate_sql(build_model("x_"))
+    assert text.index("create_reference_table('public.tenant')") < text.index(
+        "create_distributed_table('public.project', 'tenant_id')") < text.index(
+        "CREATE POLICY tenant_isolation")
+
