@@ -12,9 +12,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def plot_queries(result: dict, path: Path) -> None:
-    queries = list(dict.fromkeys(r["query"] for r in result["rows"]))
-    variants = [v for v in dict.fromkeys(r["variant"] for r in result["rows"]) if v != "baseline"]
     ratio = {(r["query"], r["variant"]): r["over_baseline"] for r in result["rows"]}
+    first = result["rows"][0]["query"]  # the single-tenant queries share their variants
+    variants = [v for q, v in ratio if q == first and v != "baseline"]
+    queries = [q for q in dict.fromkeys(q for q, _ in ratio)
+               if all((q, v) in ratio for v in variants)]
     width = 0.8 / len(variants)
     fig, ax = plt.subplots(figsize=(9, 4.5), dpi=110)
     for i, variant in enumerate(variants):
