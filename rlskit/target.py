@@ -8,17 +8,17 @@ views, each view followed by its grants). Within a kind, declaration order.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
 from pglast.stream import maybe_double_quote_name as quote
 
 from . import objects as o
 from .access.store import FUNCTIONS, RUNTIME_FUNCTIONS
+from .citus_policies import citus_policies
 from .errors import ModelError
 from .keystore import KEY_STATUS, VERIFIER
 from .kinds import KINDS
 from .model import ROW_COMMANDS, Model, Table, View, row_commands
-from .sqltext import SqlTextError, policy_expression, relations_read, unwrapped_expression
+from .sqltext import policy_expression, relations_read
 
 __all__ = ["target_objects"]
 
@@ -231,20 +231,8 @@ def _policies(model: Model, table: Table) -> list[o.DbPolicy]:
     if table.tenant_column:
         out += _default_rules(model, table)
     if (table.schema, table.name) in model.distributions:
-        out = [_for_citus(model, table, p) for p in out]
+        out = citus_policies(table, out, model.helpers_schema)
     return out
-
-
-def _for_citus(model: Model, table: Table, pol: o.DbPolicy) -> o.DbPolicy:
-    """`pol` with plain helper calls: Citus refuses subqueries in its tables' policies."""
-    schema = model.helpers_schema
-    try:
-        return replace(pol, using=pol.using and unwrapped_expression(pol.using, schema),
-                       with_check=pol.with_check and unwrapped_expression(pol.with_check,
-                                                                          schema))
-    except SqlTextError as exc:
-        raise ModelError(f"table {table.name!r}, policy {pol.name!r}: {exc}, which Citus "
-                         "refuses on a distributed or reference table") from None
 
 
 def _default_rules(model: Model, table: Table) -> list[o.DbPolicy]:
