@@ -29,7 +29,7 @@ from psycopg.pq import DiagnosticField, ExecStatus, TransactionStatus
 from psycopg.waiting import Wait
 
 from .context import RequestContext
-from .seal import SEAL_SETTING, ContextKey, seal_setting
+from .seal import SEAL_SETTING, ContextKey, seal_setting, session_settings
 
 __all__ = ["begin", "begin_async", "context_statement", "exchange", "forget", "mark",
            "rollback", "rollback_async", "set_autocommit"]
@@ -74,6 +74,30 @@ def _plan(role: str, settings: tuple[tuple[str, str], ...], sealed: bool, encodi
     return query, name, (role.encode(encoding), *(v.encode(encoding) for _, v in settings))
 
 
+def propagated_script(conn: psycopg.Connection | psycopg.AsyncConnection, ctx: RequestContext,
+                      key: ContextKey | None, begin: bytes) -> bytes:
+    """BEGIN and the context as ``SET LOCAL`` commands, one simple query: Citus sends SET
+    LOCAL (not ``set_config``) on to its workers when ``citus.propagate_set_commands`` is
+    ``local``. Values are literals here (SET takes no parameters), quoted by psycopg for
+    `conn`'s server."""
+    commands: list[sql.Composable] = [
+        sql.SQL(begin.decode()), sql.SQL("SET LOCAL citus.propagate_set_commands = 'local'"),
+        sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(ctx.role))]
+    commands += [sql.SQL("SET LOCAL {} = {}").format(sql.Identifier(*name.split(".")),
+                                                     sql.Literal(value))
+                 for name, value in session_settings(ctx, key)]
+    return sql.SQL("; ").join(commands).as_bytes(conn)
+
+
+def _propagated(conn: psycopg.Connection | psycopg.AsyncConnection, ctx: RequestContext,
+                key: ContextKey | None, begin: bytes) -> Generator[Wait, object, None]:
+    conn.pgconn.send_query(propagated_script(conn, ctx, key, begin))
+    results = yield from generators.execute(conn.pgconn)
+    failed = next((r for r in results if r.status == ExecStatus.FATAL_ERROR), None)
+    if failed is not None:
+        raise errors.error_from_result(failed, encoding=conn.info.encoding)
+
+
 def exchange(conn: psycopg.Connection | psycopg.AsyncConnection, ctx: RequestContext,
              key: ContextKey | None = None) -> Generator[Wait, object, None]:
     """Begin a transaction on idle `conn` and apply `ctx`, yielding whenever it must wait
@@ -81,6 +105,10 @@ def exchange(conn: psycopg.Connection | psycopg.AsyncConnection, ctx: RequestCon
     caller rolls back). A prepared statement the server has lost (``DEALLOCATE ALL``,
     another server behind a pooler) is prepared again in a second exchange. A sealed
     context is signed with `key` (default: the process's, `rlskit.seal.current_key`)."""
+    if ctx.propagated:
+        yield from _propagated(conn, ctx, key,
+                               _begin(conn.isolation_level, conn.read_only, conn.deferrable))
+        return
     pgconn = conn.pgconn
     encoding = conn.info.encoding
     query, name, values = _plan(ctx.role, ctx.settings + ctx.limits, ctx.sealed, encoding)

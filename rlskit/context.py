@@ -42,7 +42,9 @@ class RequestContext:
     `settings` holds every context setting the model declares, in order, as the text
     ``set_config`` receives (an absent value is ``''``, which the helpers read as NULL);
     `limits` the role's limits (``statement_timeout`` …); all are transaction-local. A
-    `sealed` context also carries a seal over the role and `settings` (`rlskit.seal`).
+    `sealed` context also carries a seal over the role and `settings` (`rlskit.seal`). A
+    `propagated` one (a Citus model's) is applied by ``SET LOCAL`` commands, which Citus
+    sends on to its workers.
     """
 
     role: str
@@ -51,6 +53,7 @@ class RequestContext:
     settings: tuple[tuple[str, str], ...]
     limits: tuple[tuple[str, str], ...] = ()
     sealed: bool = False
+    propagated: bool = False
 
     def __getattr__(self, name: str) -> Any:
         values = self.__dict__.get("values", {})
@@ -139,7 +142,8 @@ def context_settings(model: Model, values: Mapping[str, Any]) -> tuple[tuple[str
 
 def _context(model: Model, role: Role, values: dict[str, Any]) -> RequestContext:
     return RequestContext(model.role_name(role), role.name, MappingProxyType(values),
-                          context_settings(model, values), model.limits(role), model.sealed)
+                          context_settings(model, values), model.limits(role), model.sealed,
+                          propagated=bool(model.distributions))
 
 
 def _select_role(model: Model, claims: Mapping[str, Any], values: Mapping[str, Any],

@@ -55,6 +55,10 @@ VERIFIER = SEALED_READER
 KEY_STATUS = "context_key_status"
 KEYSTORE_COMMENT = "managed by rlskit: context keys"
 _DEFINER = sql.SQL("SECURITY DEFINER SET search_path = pg_catalog, pg_temp")
+# Citus: the key table is a reference table, read from inside a shard's query on a worker
+# (a nested distributed query, which Citus refuses unless allowed; every worker holds the
+# whole table, so the read is local and exact)
+CITUS_NESTED = "citus.allow_nested_distributed_execution=on"
 
 _TABLE = """CREATE TABLE IF NOT EXISTS {table} (
     id text PRIMARY KEY CHECK (id ~ '^[A-Za-z0-9_-]{{1,40}}$'),
@@ -81,11 +85,13 @@ END
 """
 
 _STATUS = """CREATE OR REPLACE FUNCTION {status}(kid text, probe text) RETURNS text
-LANGUAGE sql STABLE {definer}
-RETURN coalesce((SELECT CASE WHEN k.retired_at IS NOT NULL THEN 'retired'
+LANGUAGE sql STABLE {definer} AS {body}"""
+_STATUS_BODY = """
+SELECT coalesce((SELECT CASE WHEN k.retired_at IS NOT NULL THEN 'retired'
     WHEN encode(sha256(k.outer_pad || sha256(k.inner_pad || convert_to({check}, 'UTF8'))),
                 'hex') = probe THEN 'ok'
-    ELSE 'mismatch' END FROM {table} k WHERE k.id = kid), 'unknown')"""
+    ELSE 'mismatch' END FROM {table} k WHERE k.id = kid), 'unknown')
+"""  # a quoted body, not RETURN …: Citus breaks a SQL-standard body on its coordinator
 
 
 def _literal(text: str) -> str:
@@ -123,10 +129,14 @@ def create_keystore(obj: ContextSeal) -> list[sql.Composable]:
         sql.SQL("REVOKE ALL ON TABLE {} FROM PUBLIC").format(table),
         sql.SQL("COMMENT ON TABLE {} IS {}").format(table, sql.Literal(KEYSTORE_COMMENT)),
         sql.SQL("CREATE OR REPLACE FUNCTION {}(caller name, setting text) RETURNS text "
-                "LANGUAGE plpgsql STABLE PARALLEL SAFE {} AS {}").format(
-            Ident(obj.schema, VERIFIER), _DEFINER, sql.SQL(dollar_quoted(verifier_source(obj)))),
+                "LANGUAGE plpgsql STABLE PARALLEL SAFE {}{} AS {}").format(
+            Ident(obj.schema, VERIFIER), _DEFINER,
+            sql.SQL(" SET citus.allow_nested_distributed_execution = on" if obj.citus else ""),
+            sql.SQL(dollar_quoted(verifier_source(obj)))),
         sql.SQL(_STATUS).format(status=Ident(obj.schema, KEY_STATUS), definer=_DEFINER,
-                                check=sql.Literal(KEY_CHECK), table=table),
+                                body=sql.SQL(dollar_quoted(_STATUS_BODY.format(
+                                    check=_literal(KEY_CHECK),
+                                    table=f"{quote(obj.schema)}.{quote(KEY_TABLE)}")))),
     ]
     for function, args in _functions(obj.schema):
         signature = sql.SQL("{}({})").format(function, args)

@@ -15,7 +15,7 @@ from . import objects as o
 from .access.store import FUNCTIONS, RUNTIME_FUNCTIONS
 from .citus_policies import citus_policies
 from .errors import ModelError
-from .keystore import KEY_STATUS, VERIFIER
+from .keystore import KEY_STATUS, KEY_TABLE, VERIFIER
 from .kinds import KINDS
 from .model import ROW_COMMANDS, Model, Table, View, row_commands
 from .sqltext import policy_expression, relations_read
@@ -55,7 +55,8 @@ def _schema(model: Model, pg_version: int) -> list[o.DbObject]:
 
 @derives(o.ContextSeal)
 def _context_seal(model: Model, pg_version: int) -> list[o.DbObject]:
-    return [o.ContextSeal(model.helpers_schema, model.key_owner)] if model.sealed else []
+    return [o.ContextSeal(model.helpers_schema, model.key_owner,
+                          citus=bool(model.distributions))] if model.sealed else []
 
 
 @derives(o.AccessStore)
@@ -66,8 +67,10 @@ def _access_store(model: Model, pg_version: int) -> list[o.DbObject]:
 
 @derives(o.DbRole)
 def _roles(model: Model, pg_version: int) -> list[o.DbObject]:
+    citus = bool(model.distributions)  # Citus logs in to its workers as the current role
     out: list[o.DbObject] = [
-        o.DbRole(model.role_name(r), login=r.login, inherit=not r.login, settings=r.limits,
+        o.DbRole(model.role_name(r), login=r.login or citus, inherit=not r.login,
+                 settings=r.limits,
                connection_limit=-1 if r.connection_limit is None else r.connection_limit)
         for r in model.roles.values()]
     if model.owner_name is not None:
@@ -96,8 +99,13 @@ def _table_owners(model: Model, pg_version: int) -> list[o.DbObject]:
 
 @derives(o.Distribution)
 def _distributions(model: Model, pg_version: int) -> list[o.DbObject]:
-    return [o.Distribution(d.schema, d.name, d.column, d.colocate_with)
-            for d in model.distributions.values()]
+    """The model's Citus tables; the key table of a sealed context becomes a reference
+    table, so that the workers' verifier finds the keys."""
+    out: list[o.DbObject] = [o.Distribution(d.schema, d.name, d.column, d.colocate_with)
+                             for d in model.distributions.values()]
+    if out and model.sealed:
+        out.insert(0, o.Distribution(model.helpers_schema, KEY_TABLE, None))
+    return out
 
 
 @derives(o.RowSecurity)

@@ -53,17 +53,12 @@ CREATE OR REPLACE FUNCTION rlskit.context_key_status(kid text
                                                    , probe text)
 RETURNS text
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path TO 'pg_catalog', 'pg_temp'
-RETURN COALESCE((SELECT CASE
-                          WHEN k.retired_at IS NOT NULL
-                            THEN 'retired'
-                          WHEN encode(sha256(k.outer_pad || sha256(k.inner_pad || convert_to('rlskit key check', 'UTF8')))
-                                    , 'hex') = probe
-                            THEN 'ok'
-                          ELSE 'mismatch'
-                        END
-                 FROM rlskit.context_key AS k
-                 WHERE k.id = kid)
-              , 'unknown');
+AS $$
+SELECT coalesce((SELECT CASE WHEN k.retired_at IS NOT NULL THEN 'retired'
+    WHEN encode(sha256(k.outer_pad || sha256(k.inner_pad || convert_to('rlskit key check', 'UTF8'))),
+                'hex') = probe THEN 'ok'
+    ELSE 'mismatch' END FROM rlskit.context_key k WHERE k.id = kid), 'unknown')
+$$;
 ALTER FUNCTION rlskit.sealed_setting (caller name, setting text) OWNER TO dev_rlskit_keys;
 REVOKE ALL PRIVILEGES
   ON FUNCTION rlskit.sealed_setting (caller name, setting text)

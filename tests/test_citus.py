@@ -8,15 +8,22 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 
+import psycopg
 import pytest
 from psycopg import sql
 from support.citus import CitusCluster, citus_cluster, citus_unavailable
 
 from rlskit import Claim, Model, generate_sql
+from rlskit.context import for_role
 from rlskit.ddl import create
 from rlskit.diff import diff_database, drift_sql
 from rlskit.errors import ModelError
+from rlskit.keystore import rotate
+from rlskit.psycopg import transaction
+from rlskit.runtime import check_connection
+from rlskit.seal import ContextKey
 from rlskit.server import private_workdir
 from rlskit.target import target_objects
 
@@ -43,26 +50,46 @@ def citus() -> Iterator[CitusCluster]:
 
 def build_model(prefix: str) -> Model:
     model = Model(role_prefix=prefix)
-    model.context(tenant_id=Claim("tenant_id", type="uuid"), sealed=False)
+    model.context(tenant_id=Claim("tenant_id", type="uuid"))
     member = model.role("member")
+    model.authenticator("app")
     model.tenant_table("project", grants={member: "SELECT, INSERT, UPDATE"})
     model.reference_table("tenant")
     model.distribute("project", by="tenant_id")
     return model
 
 
+@dataclass
+class Installed:
+    citus: CitusCluster
+    model: Model
+    key: ContextKey
+    a: uuid.UUID
+    b: uuid.UUID
+
+    def __iter__(self) -> Iterator:  # citus, model = installed
+        return iter((self.citus, self.model))
+
+
 @pytest.fixture
-def installed(citus: CitusCluster) -> Iterator[tuple[CitusCluster, Model]]:
+def installed(citus: CitusCluster, rlskit_context_key: ContextKey) -> Iterator[Installed]:
+    """The model on the cluster, tenants a and b with 20 projects each; the test
+    session's context key in the key table."""
     prefix = f"c{uuid.uuid4().hex[:8]}_"
     model = build_model(prefix)
+    a, b = uuid.uuid4(), uuid.uuid4()
     with citus.connect(autocommit=True) as conn:
         conn.execute(TABLES)
         version = conn.info.server_version // 10000
         for obj in target_objects(model, version):  # one statement at a time, as Alembic
             for statement in create(obj, version):
                 conn.execute(statement)
+        key = rotate(conn, model.helpers_schema, rlskit_context_key)
+        conn.execute("INSERT INTO tenant VALUES (%s, 'a'), (%s, 'b')", [a, b])
+        conn.execute("INSERT INTO project (tenant_id, name) SELECT t, 'p' || g "
+                     "FROM unnest(%s::uuid[]) t, generate_series(1, 20) g", [[a, b]])
     try:
-        yield citus, model
+        yield Installed(citus, model, key, a, b)
     finally:
         with citus.connect(autocommit=True) as conn:
             conn.execute("DROP TABLE project, tenant CASCADE")
@@ -80,7 +107,12 @@ def test_tables_are_distributed_by_tenant_and_the_diff_is_clean(installed):
             "SELECT logicalrelid::text, partmethod, repmodel, "
             "column_to_column_name(logicalrelid, partkey) FROM pg_dist_partition "
             "ORDER BY 1").fetchall()
-        assert placed == [("project", "h", "s", "tenant_id"), ("tenant", "n", "t", None)]
+        assert placed == [("project", "h", "s", "tenant_id"),
+                          ("rlskit.context_key", "n", "t", None),  # the workers verify seals
+                          ("tenant", "n", "t", None)]
+        logins = conn.execute("SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname = "
+                              "ANY(%s) ORDER BY 1", [[model.role_name("member")]]).fetchall()
+        assert logins == [(model.role_name("member"), True)]  # Citus logs in as the role
         assert diff_database(conn, model) == []
         policies = conn.execute("SELECT polname, polpermissive, pg_get_expr(polqual, polrelid) "
                                 "FROM pg_policy WHERE polrelid = 'project'::regclass "
@@ -102,28 +134,39 @@ def test_a_changed_distribution_is_drift_with_its_sql(installed):
     assert "undistribute_table('public.project')" in drift_sql(changes, 18)
 
 
-def test_each_tenant_sees_its_own_rows_on_the_workers(installed):
+def test_each_tenant_sees_its_own_rows_through_the_coordinator(installed):
+    """rlskit's runtime as the authenticator: the sealed context reaches the workers (SET
+    LOCAL, propagated), the group role logs in to them, the seal verifies there."""
     citus, model = installed
-    member = model.role_name("member")
-    a, b = uuid.uuid4(), uuid.uuid4()
-    with citus.connect(autocommit=True) as conn:
-        conn.execute("INSERT INTO tenant VALUES (%s, 'a'), (%s, 'b')", [a, b])
-        conn.execute("INSERT INTO project (tenant_id, name) SELECT t, 'p' || g "
-                     "FROM unnest(%s::uuid[]) t, generate_series(1, 20) g", [[a, b]])
-        # Citus opens its worker connections as the current role: a LOGIN role is needed
-        conn.execute(sql.SQL("ALTER ROLE {} LOGIN").format(sql.Identifier(member)))
+    url = citus.url(model.role_name("app"))
     seen = {}
-    with citus.connect(autocommit=True) as conn:  # each block its own transaction
-        conn.execute("SET citus.propagate_set_commands = 'local'")
-        for tenant in (a, b, None):
-            with conn.transaction():
-                conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(member)))
-                if tenant is not None:
-                    conn.execute(sql.SQL("SET LOCAL app.tenant_id = {}").format(
-                        sql.Literal(str(tenant))))
+    with psycopg.connect(url) as conn:
+        check_connection(conn, model)  # the process's key (the test session's) is known
+        for tenant in (installed.a, installed.b):
+            ctx = for_role(model, "member", tenant_id=tenant)
+            with transaction(conn, ctx, installed.key):
                 seen[tenant] = conn.execute(
                     "SELECT tenant_id, count(*) FROM project GROUP BY 1").fetchall()
-    assert seen == {a: [(a, 20)], b: [(b, 20)], None: []}
+        with conn.transaction(), pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT count(*) FROM project")  # no context: the authenticator
+    assert seen == {installed.a: [(installed.a, 20)], installed.b: [(installed.b, 20)]}
+
+
+def test_sql_inside_the_request_changes_nothing_on_the_workers(installed):
+    """A tenant set inside the request (propagated to the workers too) is not read: the
+    helpers read the sealed body. A forged seal makes every helper NULL: no row passes."""
+    citus, model = installed
+    ctx = for_role(model, "member", tenant_id=installed.a)
+    seen = []
+    with psycopg.connect(citus.url(model.role_name("app"))) as conn:
+        for name, value in (("app.tenant_id", str(installed.b)),
+                            ("rlskit.seal", "k:9999999999:" + "0" * 64 + ':{"role":"x"}')):
+            with transaction(conn, ctx, installed.key):
+                conn.execute(sql.SQL("SET LOCAL {} = {}").format(
+                    sql.Identifier(*name.split(".")), sql.Literal(value)))
+                seen.append(conn.execute("SELECT tenant_id, count(*) FROM project GROUP BY 1"
+                                         ).fetchall())
+    assert seen == [[(installed.a, 20)], []]
 
 
 def test_a_policy_with_a_subquery_on_a_distributed_table_is_refused_by_the_model():

@@ -260,14 +260,18 @@ class _ContextSealOp(RlsOp):
     kinds = (o.ContextSeal,)
 
     def arguments(self) -> tuple[list[Any], dict[str, Any]]:
-        return [self.obj.schema], {"owner": self.obj.owner}
+        kwargs: dict[str, Any] = {"owner": self.obj.owner}
+        if self.obj.citus:
+            kwargs["citus"] = True
+        return [self.obj.schema], kwargs
 
     @classmethod
-    def invoke(cls, operations: Operations, schema: str, *, owner: str) -> None:
+    def invoke(cls, operations: Operations, schema: str, *, owner: str,
+               citus: bool = False) -> None:
         """The sealed context's key table and verifier in `schema`, owned by the NOLOGIN
         role `owner` (created if missing). Keys are data: ``rlskit key rotate`` adds them,
-        no revision holds one."""
-        operations.invoke(cls(o.ContextSeal(schema, owner)))
+        no revision holds one. `citus`: the verifier runs on the workers too."""
+        operations.invoke(cls(o.ContextSeal(schema, owner, citus=citus)))
 
 
 @_register("create")
