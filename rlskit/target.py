@@ -74,7 +74,7 @@ def _roles(model: Model, pg_version: int) -> list[o.DbObject]:
                connection_limit=-1 if r.connection_limit is None else r.connection_limit)
         for r in model.roles.values()]
     if model.owner_name is not None:
-        out.append(o.DbRole(model.owner_name, login=False, inherit=True))
+        out.append(o.DbRole(model.owner_name, login=citus, inherit=True))
     return out
 
 

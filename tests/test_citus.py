@@ -16,6 +16,7 @@ from psycopg import sql
 from support.citus import CitusCluster, citus_cluster, citus_unavailable
 
 from rlskit import Claim, Model, generate_sql
+from rlskit.checks import check_database
 from rlskit.context import for_role
 from rlskit.ddl import create
 from rlskit.diff import diff_database, drift_sql
@@ -53,6 +54,8 @@ def build_model(prefix: str) -> Model:
     model.context(tenant_id=Claim("tenant_id", type="uuid"))
     member = model.role("member")
     model.authenticator("app")
+    model.owner("owner")  # not the migrating superuser: FORCE binds the owner
+    model.tenant_table("tenant", tenant_column="id", grants={member: "SELECT"})
     model.tenant_table("project", grants={member: "SELECT, INSERT, UPDATE"})
     model.reference_table("tenant")
     model.distribute("project", by="tenant_id")
@@ -195,3 +198,23 @@ def test_the_generated_sql_distributes_after_the_owner_and_before_the_policies()
         "create_distributed_table('public.project', 'tenant_id')") < text.index(
         "CREATE POLICY member_select")
 
+
+
+
+def test_the_lint_finds_shards_whose_policies_differ_from_their_table(installed):
+    """Bad: a table distributed by hand with a restrictive policy (Citus copies it to the
+    shards as permissive). Good: the model's tables, whose policies Citus copies intact."""
+    citus, model = installed
+    with citus.connect(autocommit=True) as conn:
+        conn.execute("CREATE TABLE note (tenant_id uuid NOT NULL, body text)")
+        conn.execute("ALTER TABLE note ENABLE ROW LEVEL SECURITY")
+        conn.execute("CREATE POLICY mine ON note AS RESTRICTIVE "
+                     "USING (tenant_id = rlskit.tenant_id())")
+        conn.execute("CREATE POLICY everyone ON note USING (true)")
+        conn.execute("SELECT create_distributed_table('note', 'tenant_id')")
+        try:
+            found = [(f.rule, f.object) for f in check_database(conn, model)
+                     if f.rule == "RLS027"]
+        finally:
+            conn.execute("DROP TABLE note")
+    assert found == [("RLS027", "note")]  # and not project or tenant

@@ -139,6 +139,8 @@ class Facts:
     exposed_schemas: frozenset[str] = frozenset()
     public_writable: frozenset[str] = frozenset()  # schemas where PUBLIC may CREATE
     server_version: int | None = None  # server_version_num (live databases only)
+    # Citus: (table, shard, the shard's policies, the table's), each "name:permissive:cmd,…"
+    shard_policies: list[tuple[str, str, str, str]] = field(default_factory=list)
 
     def is_tenant_table(self, rel: Relation) -> bool:
         return rel.qualified in self.scope.tenant_tables or bool(

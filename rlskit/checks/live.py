@@ -131,6 +131,31 @@ WHERE c.relkind IN ('r', 'p') AND {_USER_SCHEMAS} AND s.seq IS NOT NULL
 ORDER BY 1, 2"""
 
 
+_HAS_CITUS = "SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus'"
+
+# A Citus table's policies as each shard holds them, beside the table's own
+_POLICY_SUMMARY = ("SELECT coalesce(string_agg(polname || ':' || polpermissive::text || ':' "
+                   "|| polcmd::text, ',' ORDER BY polname), '') FROM pg_catalog.pg_policy "
+                   "WHERE polrelid = {}::regclass")
+_SHARD_POLICIES = """
+SELECT p.logicalrelid::regclass::text, s.shardid::text, s.result, ({table})
+FROM pg_dist_partition p,
+     LATERAL run_command_on_placements(p.logicalrelid, %s) s
+WHERE s.success
+ORDER BY 1, 2"""
+
+
+def _shard_policies(conn: psycopg.Connection) -> list[tuple[str, str, str, str]]:
+    """(table, shard, the shard's policies, the table's) for every placement of a Citus
+    table, each as "name:permissive:command,…"; none without Citus."""
+    if conn.execute(_HAS_CITUS).fetchone() is None:
+        return []
+    table = _POLICY_SUMMARY.format("p.logicalrelid").replace("%", "%%")
+    per_shard = _POLICY_SUMMARY.format("'%s'")  # run_command_on_placements names the shard
+    return [tuple(row) for row in conn.execute(_SHARD_POLICIES.format(table=table),
+                                               [per_shard])]
+
+
 def read_facts(conn: psycopg.Connection, model: Model) -> Facts:
     """Everything the lint rules need from the database `conn` is connected to."""
     scope = Scope.of(model)
@@ -183,4 +208,5 @@ def read_facts(conn: psycopg.Connection, model: Model) -> Facts:
         exposed_schemas=frozenset(exposed),
         public_writable=frozenset(s for (s,) in conn.execute(_PUBLIC_WRITABLE)),
         server_version=conn.info.server_version,
+        shard_policies=_shard_policies(conn),
     )

@@ -520,3 +520,21 @@ def owned_by_bypassing_role(facts: Facts) -> Iterator[Hit]:
                       "declare model.owner(\"owner\") and migrate (the tables go to a NOLOGIN "
                       f"role), or ALTER TABLE {_quoted(rel.qualified)} OWNER TO <such a role>")
 
+
+
+@rule("RLS027", "error", "Citus table whose shards hold other policies than the table",
+      "Citus applies the shards' policies, not the table's: a restrictive policy copied to "
+      "the shards as permissive (Citus 14 drops AS RESTRICTIVE) admits every row that "
+      "another rule admits.")
+def citus_shard_policies(facts: Facts) -> Iterator[Hit]:
+    differ: dict[str, list[str]] = {}
+    for table, shard, on_shard, on_table in facts.shard_policies:
+        if on_shard != on_table:
+            differ.setdefault(table, []).append(shard)
+    for table, shards in differ.items():
+        more = ", …" if len(shards) > 3 else ""
+        yield Hit(table, f"{len(shards)} shard(s) ({', '.join(shards[:3])}{more}) hold "
+                  "policies that differ from the table's",
+                  "declare the table with model.distribute() or model.reference_table(): "
+                  "rlskit writes the restrictive policies into the permissive ones, which "
+                  "Citus copies intact; then migrate to recreate them")

@@ -22,7 +22,23 @@ import psycopg
 from rlskit.server import LocalServer, embedded_bin_dir
 
 VERSION = "14.0.1"
-SOURCE = Path(__file__).resolve().parents[3] / "shared" / "vendor" / f"citus-{VERSION}.tar.gz"
+TARBALL = f"citus-{VERSION}.tar.gz"
+
+
+def _source() -> Path:
+    """The vendored source: ``RLSKIT_CITUS_SOURCE``, else ``shared/vendor/`` beside the
+    repository or one of its parents (where the project's shared files live)."""
+    if os.environ.get("RLSKIT_CITUS_SOURCE"):
+        return Path(os.environ["RLSKIT_CITUS_SOURCE"])
+    repo = Path(__file__).resolve().parents[2]
+    for parent in repo.parents:
+        candidate = parent / "shared" / "vendor" / TARBALL
+        if candidate.exists():
+            return candidate
+    return repo.parent / "shared" / "vendor" / TARBALL
+
+
+SOURCE = _source()
 CFLAGS = "-O2 -fno-strict-aliasing -fwrapv -fexcess-precision=standard"
 HEADERS = ("openssl/ssl.h",)
 
@@ -43,14 +59,14 @@ def citus_unavailable() -> str | None:
     if installed():
         return None
     if not SOURCE.exists():
-        return f"the Citus source {SOURCE} is missing"
+        return (f"the Citus source {SOURCE} is missing (set RLSKIT_CITUS_SOURCE to "
+                f"{TARBALL})")
     if shutil.which("make") is None or shutil.which("gcc") is None:
         return "make and gcc are needed to build Citus"
     missing = [h for h in HEADERS if not Path("/usr/include", h).exists()
                and not Path("/usr/include/x86_64-linux-gnu", h).exists()]
     if missing:
-        return (f"the Citus build needs {', '.join(missing)} (apt-get install "
-                "libcurl4-openssl-dev liblz4-dev libzstd-dev libssl-dev libkrb5-dev)")
+        return f"the Citus build needs {', '.join(missing)} (apt-get install libssl-dev)"
     return None
 
 
