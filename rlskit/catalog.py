@@ -12,7 +12,7 @@ import psycopg
 
 from . import objects as o
 from .access.store import FUNCTIONS, SEALED_SUFFIX, STORE_COMMENT
-from .keystore import CITUS_NESTED, KEY_STATUS, KEY_TABLE, KEYSTORE_COMMENT, VERIFIER
+from .keystore import EVERY_NODE, KEY_STATUS, KEY_TABLE, KEYSTORE_COMMENT, VERIFIER
 from .model import TABLE_PRIVILEGES, Model
 from .rows import one
 from .sqltext import Privilege, setting_read
@@ -112,8 +112,6 @@ ORDER BY 2"""
 _CONTEXT_SEAL = """
 SELECT pg_catalog.obj_description(c.oid, 'pg_class'), pg_catalog.pg_get_userbyid(c.relowner),
        (SELECT p.prosrc FROM pg_catalog.pg_proc p
-        WHERE p.pronamespace = c.relnamespace AND p.proname = %(verifier)s),
-       (SELECT %(nested)s = ANY(p.proconfig) FROM pg_catalog.pg_proc p
         WHERE p.pronamespace = c.relnamespace AND p.proname = %(verifier)s)
 FROM pg_catalog.pg_class c
 WHERE c.oid = pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %(helpers)s::text,
@@ -187,13 +185,12 @@ def _grants(rows: list[tuple]) -> list[o.TableGrant]:
 
 def _context_seal(conn: psycopg.Connection, model: Model) -> list[o.ContextSeal]:
     row = conn.execute(_CONTEXT_SEAL, {"helpers": model.helpers_schema, "key_table": KEY_TABLE,
-                                       "verifier": VERIFIER, "nested": CITUS_NESTED}
-                       ).fetchone()
-    if row is None or row[0] != KEYSTORE_COMMENT:
+                                       "verifier": VERIFIER}).fetchone()
+    if row is None or row[0] not in (KEYSTORE_COMMENT, KEYSTORE_COMMENT + EVERY_NODE):
         return []
-    _, owner, source, nested = row
+    comment, owner, source = row
     return [o.ContextSeal(model.helpers_schema, owner, definition=source or "",
-                          citus=bool(nested))]
+                          citus=comment.endswith(EVERY_NODE))]
 
 
 def read_catalog(conn: psycopg.Connection, model: Model) -> list[o.DbObject]:
@@ -247,10 +244,8 @@ def read_catalog(conn: psycopg.Connection, model: Model) -> list[o.DbObject]:
         out += [o.TableOwner(s, n, owner) for _, s, n, _, _, _, _, owner in relations
                 if (s, n) in tables and owner == model.owner_name]
     if model.distributions:  # a Citus model manages the distribution of all its tables
-        keys = (model.helpers_schema, KEY_TABLE)
         out += _distributions(conn, [oid for oid, s, n, kind, *_ in relations if kind in "rp"
-                                     and ((s, n) in model.distributions or (s, n) in tables
-                                          or (s, n) == keys)])
+                                     and ((s, n) in model.distributions or (s, n) in tables)])
     out += [o.RowSecurity(s, n, force) for _, s, n, kind, rls, force, _, _ in relations
             if (s, n) in tables and rls]
     declared = {(t.schema, t.name, p.name) for t in model.tables.values() for p in t.policies}

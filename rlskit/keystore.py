@@ -55,10 +55,30 @@ VERIFIER = SEALED_READER
 KEY_STATUS = "context_key_status"
 KEYSTORE_COMMENT = "managed by rlskit: context keys"
 _DEFINER = sql.SQL("SECURITY DEFINER SET search_path = pg_catalog, pg_temp")
-# Citus: the key table is a reference table, read from inside a shard's query on a worker
-# (a nested distributed query, which Citus refuses unless allowed; every worker holds the
-# whole table, so the read is local and exact)
-CITUS_NESTED = "citus.allow_nested_distributed_execution=on"
+# Citus: the workers' verifier reads the keys from a table of their own, kept in step with
+# the coordinator's by rlskit (a Citus table would make every read a distributed query,
+# run as the verifier's owner, from inside the shard's query)
+EVERY_NODE = "; on every node"
+_ON_WORKERS = """
+DECLARE
+  failed text;
+BEGIN
+  SELECT string_agg(nodename || ':' || nodeport || ': ' || result, '; ') INTO failed
+  FROM run_command_on_workers({command}) WHERE NOT success;
+  IF failed IS NOT NULL THEN
+    RAISE EXCEPTION 'on the Citus workers: %', failed;
+  END IF;
+END
+"""
+
+
+def on_workers(statement: sql.Composable, conn: psycopg.Connection | None = None
+               ) -> sql.Composed:
+    """`statement` (quoted for `conn`'s server when given) run on every Citus worker by
+    the coordinator; raises if one of them fails."""
+    command = sql.Literal(statement.as_string(conn))
+    return sql.SQL("DO {}").format(sql.SQL(dollar_quoted(
+        _ON_WORKERS.format(command=command.as_string(conn)))))
 
 _TABLE = """CREATE TABLE IF NOT EXISTS {table} (
     id text PRIMARY KEY CHECK (id ~ '^[A-Za-z0-9_-]{{1,40}}$'),
@@ -121,17 +141,19 @@ def create_keystore(obj: ContextSeal) -> list[sql.Composable]:
     re-run) and the functions (replaced), with their owner and grants."""
     table = Ident(obj.schema, KEY_TABLE)
     owner = Ident(obj.owner)
-    out: list[sql.Composable] = [
-        _owner_role(obj.owner),
-        sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(Ident(obj.schema), owner),
+    comment = KEYSTORE_COMMENT + (EVERY_NODE if obj.citus else "")
+    local: list[sql.Composable] = [
         sql.SQL(_TABLE).format(table=table),
         sql.SQL("ALTER TABLE {} OWNER TO {}").format(table, owner),
         sql.SQL("REVOKE ALL ON TABLE {} FROM PUBLIC").format(table),
-        sql.SQL("COMMENT ON TABLE {} IS {}").format(table, sql.Literal(KEYSTORE_COMMENT)),
+        sql.SQL("COMMENT ON TABLE {} IS {}").format(table, sql.Literal(comment))]
+    out: list[sql.Composable] = [
+        _owner_role(obj.owner),
+        sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(Ident(obj.schema), owner),
+        *local, *(on_workers(stmt) for stmt in (local if obj.citus else ())),
         sql.SQL("CREATE OR REPLACE FUNCTION {}(caller name, setting text) RETURNS text "
-                "LANGUAGE plpgsql STABLE PARALLEL SAFE {}{} AS {}").format(
+                "LANGUAGE plpgsql STABLE PARALLEL SAFE {} AS {}").format(
             Ident(obj.schema, VERIFIER), _DEFINER,
-            sql.SQL(" SET citus.allow_nested_distributed_execution = on" if obj.citus else ""),
             sql.SQL(dollar_quoted(verifier_source(obj)))),
         sql.SQL(_STATUS).format(status=Ident(obj.schema, KEY_STATUS), definer=_DEFINER,
                                 body=sql.SQL(dollar_quoted(_STATUS_BODY.format(
@@ -150,7 +172,10 @@ def drop_keystore(obj: ContextSeal) -> list[sql.Composable]:
     out: list[sql.Composable] = [
         sql.SQL("DROP FUNCTION IF EXISTS {}({})").format(function, args)
         for function, args in _functions(obj.schema)]
-    return [*out, sql.SQL("DROP TABLE IF EXISTS {}").format(Ident(obj.schema, KEY_TABLE)),
+    drop_table = sql.SQL("DROP TABLE IF EXISTS {}").format(Ident(obj.schema, KEY_TABLE))
+    if obj.citus:
+        out.append(on_workers(drop_table))
+    return [*out, drop_table,
             sql.SQL("REVOKE USAGE ON SCHEMA {} FROM {}").format(Ident(obj.schema),
                                                                  Ident(obj.owner)),
             sql.SQL("DROP ROLE IF EXISTS {}").format(Ident(obj.owner))]
@@ -173,11 +198,16 @@ def _table(schema: str) -> sql.Composable:
 
 
 def _run(conn: psycopg.Connection, schema: str, query: sql.SQL | sql.Composed,
-         params: list | None = None) -> list[tuple]:
+         params: list | None = None, *, everywhere: bool = False) -> list[tuple]:
+    """`query` on the key table; `everywhere`: on a Citus cluster whose key table is on
+    every node (see `EVERY_NODE`), on the workers' tables too."""
     try:
         with conn.transaction():
             cur = conn.execute(query, params)
-            return cur.fetchall() if cur.description else []
+            rows = cur.fetchall() if cur.description else []
+            if everywhere and _on_every_node(conn, schema):
+                conn.execute(on_workers(query, conn))
+            return rows
     except errors.UndefinedTable:
         raise ConfigError(f"the database has no key table {schema}.{KEY_TABLE}: migrate it "
                           "with a sealed model first (rlskit migrate)") from None
@@ -186,16 +216,22 @@ def _run(conn: psycopg.Connection, schema: str, query: sql.SQL | sql.Composed,
                           "superuser or a member of the key owner role") from None
 
 
+def _on_every_node(conn: psycopg.Connection, schema: str) -> bool:
+    comment = one(conn.execute("SELECT pg_catalog.obj_description(pg_catalog.to_regclass("
+                               "%s), 'pg_class')", [f"{quote(schema)}.{quote(KEY_TABLE)}"]))[0]
+    return comment == KEYSTORE_COMMENT + EVERY_NODE
+
+
 def rotate(conn: psycopg.Connection, schema: str, key: ContextKey | None = None
            ) -> ContextKey:
     """Add a new key (random unless given); every key not retired stays valid, so the
     application can move to the new one before the old is retired."""
     key = key or ContextKey.generate()
     inner, outer = key.pads()
+    insert = sql.SQL("INSERT INTO {} (id, inner_pad, outer_pad) VALUES ({}, {}, {})").format(
+        _table(schema), sql.Literal(key.kid), sql.Literal(inner), sql.Literal(outer))
     try:
-        _run(conn, schema, sql.SQL("INSERT INTO {} (id, inner_pad, outer_pad) "
-                                   "VALUES (%s, %s, %s)").format(_table(schema)),
-             [key.kid, inner, outer])
+        _run(conn, schema, insert, everywhere=True)
     except errors.UniqueViolation:
         raise ConfigError(f"a context key {key.kid!r} exists already") from None
     return key
@@ -206,7 +242,8 @@ def retire(conn: psycopg.Connection, schema: str, kid: str) -> bool:
     False when no live key has that id."""
     rows = _run(conn, schema, sql.SQL(
         "UPDATE {} SET retired_at = now(), inner_pad = NULL, outer_pad = NULL "
-        "WHERE id = %s AND retired_at IS NULL RETURNING id").format(_table(schema)), [kid])
+        "WHERE id = {} AND retired_at IS NULL RETURNING id").format(
+            _table(schema), sql.Literal(kid)), everywhere=True)
     return bool(rows)
 
 

@@ -77,8 +77,7 @@ class ContextSeal:
     # The verifier's body as the server keeps it (prosrc): filled in by the catalog
     # reader, compared by the diff; not part of the identity.
     definition: str | None = field(default=None, compare=False)
-    # On Citus the workers' verifier reads the key table, a reference table, from inside
-    # a shard's query: it runs with citus.allow_nested_distributed_execution
+    # On Citus the key table is on every node, kept in step by rlskit (see keystore)
     citus: bool = False
 
     @property

@@ -15,7 +15,7 @@ from . import objects as o
 from .access.store import FUNCTIONS, RUNTIME_FUNCTIONS
 from .citus_policies import citus_policies
 from .errors import ModelError
-from .keystore import KEY_STATUS, KEY_TABLE, VERIFIER
+from .keystore import KEY_STATUS, VERIFIER
 from .kinds import KINDS
 from .model import ROW_COMMANDS, Model, Table, View, row_commands
 from .sqltext import policy_expression, relations_read
@@ -99,13 +99,8 @@ def _table_owners(model: Model, pg_version: int) -> list[o.DbObject]:
 
 @derives(o.Distribution)
 def _distributions(model: Model, pg_version: int) -> list[o.DbObject]:
-    """The model's Citus tables; the key table of a sealed context becomes a reference
-    table, so that the workers' verifier finds the keys."""
-    out: list[o.DbObject] = [o.Distribution(d.schema, d.name, d.column, d.colocate_with)
-                             for d in model.distributions.values()]
-    if out and model.sealed:
-        out.insert(0, o.Distribution(model.helpers_schema, KEY_TABLE, None))
-    return out
+    return [o.Distribution(d.schema, d.name, d.column, d.colocate_with)
+            for d in model.distributions.values()]
 
 
 @derives(o.RowSecurity)
