@@ -18,12 +18,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from . import autogenerate, context, diff, generation, queries
+from . import autogenerate, citus, context, diff, generation, queries
 from .plot import plot_queries
 
 RESULTS = Path(__file__).parent / "results"
 BENCHMARKS = {"queries": queries.run, "context": context.run, "generation": generation.run,
-              "diff": diff.run, "autogenerate": autogenerate.run}
+              "diff": diff.run, "autogenerate": autogenerate.run, "citus": citus.run}
 GROSS = {"uncached_over_cached_1000_tables": (1.5, None),
          "per_table_cost_largest_over_smallest": (None, 3.0),
          "diff_per_table_cost_largest_over_smallest": (None, 3.0),

@@ -15,13 +15,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
-import random
 import statistics
 import tempfile
-import time
 import uuid
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -39,6 +36,8 @@ from rlskit.seal import ContextKey, session_settings, use_key
 from rlskit.sqlalchemy import install as install_engine
 from rlskit.testing import open_cluster
 from rlskit.urls import sqlalchemy_url
+
+from .timing import interleaved, interleaved_async
 
 ITEMS = 1000
 CALLERS = 4096  # distinct contexts taken in turn: more than rlskit caches
@@ -102,54 +101,6 @@ def _floor(conn: psycopg.Connection, ctx: RequestContext) -> Callable[[int], Non
         wire.set_autocommit(conn, False)
 
     return floor
-
-
-def _turns(names: list[str], batch: int, rounds: int) -> Iterator[tuple[int, str, int]]:
-    """(round, variant, item) in running order: within a round the variants take turns
-    transaction by transaction, so that the machine's noise hits all of them alike."""
-    rng = random.Random(7)
-    for r in range(rounds):
-        order = _rotated(names, r)
-        for _ in range(batch):
-            item = rng.randint(1, ITEMS)
-            for name in order:
-                yield r, name, item
-
-
-def _record(spent: dict[tuple[int, str], float], names: list[str], batch: int, rounds: int,
-            rates: dict[str, list[float]]) -> None:
-    """Transactions per second of each variant in each round."""
-    for r in range(rounds):
-        for name in names:
-            rates.setdefault(name, []).append(batch / spent[r, name])
-
-
-def _interleaved(variants: dict[str, Callable[[int], object]], batch: int, rounds: int,
-                 rates: dict[str, list[float]], cpu: dict[str, list[float]] | None = None
-                 ) -> None:
-    """Run the variants in turns; their rates per round into `rates`, and the client's
-    CPU time per transaction (µs, median over rounds) into `cpu`."""
-    spent: dict[tuple[int, str], float] = defaultdict(float)
-    used: dict[tuple[int, str], float] = defaultdict(float)
-    for r, name, item in _turns(list(variants), batch, rounds):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        variants[name](item)
-        used[r, name] += time.process_time() - start_cpu
-        spent[r, name] += time.perf_counter() - start
-    _record(spent, list(variants), batch, rounds, rates)
-    if cpu is not None:
-        for name in variants:
-            cpu[name] = [used[r, name] / batch * 1e6 for r in range(rounds)]
-
-
-async def _interleaved_async(variants: dict[str, Callable[[int], Awaitable[object]]],
-                             batch: int, rounds: int, rates: dict[str, list[float]]) -> None:
-    spent: dict[tuple[int, str], float] = defaultdict(float)
-    for r, name, item in _turns(list(variants), batch, rounds):
-        start = time.perf_counter()
-        await variants[name](item)
-        spent[r, name] += time.perf_counter() - start
-    _record(spent, list(variants), batch, rounds, rates)
 
 
 def run(quick: bool = False) -> dict:
@@ -218,9 +169,10 @@ def run(quick: bool = False) -> dict:
                 rlskit(1)
             trips["psycopg_rlskit_rollback"] = _round_trips(conn, lambda: rolled_back(1))
             trips["psycopg_rlskit_after_rollback"] = _round_trips(conn, lambda: rlskit(1))
-            _interleaved(variants, batch, rounds, rates, cpu)
-            _interleaved({"psycopg_plain_rollback": plain_rolled_back,
-                          "psycopg_rlskit_rollback": rolled_back}, batch, rounds, rates)
+            interleaved(variants, batch, rounds, rates, cpu, items=ITEMS)
+            interleaved({"psycopg_plain_rollback": plain_rolled_back,
+                         "psycopg_rlskit_rollback": rolled_back}, batch, rounds, rates,
+                        items=ITEMS)
 
         async def async_rounds() -> None:
             aconn = await psycopg.AsyncConnection.connect(app_url)
@@ -233,8 +185,8 @@ def run(quick: bool = False) -> dict:
                     async with transaction(aconn, ctx):
                         await (await aconn.execute(QUERY, [i])).fetchone()
 
-                await _interleaved_async({"async_plain": aplain, "async_rlskit": arlskit},
-                                         batch, rounds, rates)
+                await interleaved_async({"async_plain": aplain, "async_rlskit": arlskit},
+                                        batch, rounds, rates, items=ITEMS)
 
         asyncio.run(async_rounds())
 
@@ -263,7 +215,7 @@ def run(quick: bool = False) -> dict:
         variants = {"sqlalchemy_plain": sa_plain, "sqlalchemy_rlskit": sa_rlskit,
                     "session_plain": session_plain, "session_rlskit": session_rlskit}
         trips |= {name: _round_trips(raw, lambda f=f: f(1)) for name, f in variants.items()}
-        _interleaved(variants, batch, rounds, rates)
+        interleaved(variants, batch, rounds, rates, items=ITEMS)
         engine.dispose()
 
     rows = [{"variant": name, "round_trips": trips.get(name, ""),
@@ -307,9 +259,3 @@ def run(quick: bool = False) -> dict:
                 trips["sqlalchemy_rlskit"] == trips["sqlalchemy_plain"],
         },
     }
-
-
-def _rotated(names: list[str], r: int) -> list[str]:
-    """Variants in a different order each round, so that drift hits all of them alike."""
-    k = r % len(names)
-    return names[k:] + names[:k]

@@ -17,7 +17,6 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg_pool import ConnectionPool
-from support.citus import CitusCluster, citus_cluster, citus_unavailable
 
 from rlskit import Claim, Model, generate_sql
 from rlskit.checks import check_database
@@ -31,6 +30,7 @@ from rlskit.runtime import check_connection
 from rlskit.seal import ContextKey
 from rlskit.server import private_workdir
 from rlskit.target import target_objects
+from rlskit.testing.citus import CitusCluster, citus_cluster, citus_unavailable
 
 TABLES = """
 CREATE TABLE tenant (id uuid PRIMARY KEY, name text NOT NULL);

@@ -1,9 +1,11 @@
-"""A real Citus cluster for tests: built once from the vendored source against the
-embedded PostgreSQL, then a coordinator and two workers on private Unix sockets.
+"""A real Citus cluster for tests and benchmarks: Citus built once from its source against
+the embedded PostgreSQL, then a coordinator and workers on private Unix sockets.
 
-The build (about a minute on two cores) is cached in ``~/.cache/rlskit/citus-<version>-pg<N>``
-(``RLSKIT_CITUS_CACHE`` moves it); a fresh virtualenv only re-runs ``make install`` from it.
-When the build tools are missing, `citus_unavailable` says why, and the tests skip with it.
+The source is ``RLSKIT_CITUS_SOURCE``, else ``shared/vendor/citus-<version>.tar.gz``
+beside the repository (or one of its parents). The build (about 35 s on two cores) is
+cached in ``~/.cache/rlskit/citus-<version>-pg<N>`` (``RLSKIT_CITUS_CACHE`` moves it); a
+fresh virtualenv only re-runs ``make install`` from it. When the build cannot be done,
+`citus_unavailable` says why, and the tests skip with it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from pathlib import Path
 
 import psycopg
 
-from rlskit.server import LocalServer, embedded_bin_dir
+from ..server import LocalServer, embedded_bin_dir
+
+__all__ = ["CitusCluster", "citus_cluster", "citus_unavailable", "ensure_built"]
 
 VERSION = "14.0.1"
 TARBALL = f"citus-{VERSION}.tar.gz"
@@ -30,7 +34,7 @@ def _source() -> Path:
     repository or one of its parents (where the project's shared files live)."""
     if os.environ.get("RLSKIT_CITUS_SOURCE"):
         return Path(os.environ["RLSKIT_CITUS_SOURCE"])
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[2]  # the source tree holding rlskit/
     for parent in repo.parents:
         candidate = parent / "shared" / "vendor" / TARBALL
         if candidate.exists():
