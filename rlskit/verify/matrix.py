@@ -69,6 +69,12 @@ class Cell:
         return promise({o.context: o.expected for o in self.observations}, self.seeded,
                        TENANTS)
 
+    @property
+    def observed(self) -> Promise:
+        """What the database did, in the same words."""
+        return promise({o.context: o.actual for o in self.observations}, self.seeded,
+                       TENANTS)
+
 
 @dataclass(frozen=True)
 class SideChannel:
