@@ -170,6 +170,33 @@ CASES = [
          "'00000000-0000-0000-0000-000000000001';",
          "ALTER ROLE {app_authenticator} SET statement_timeout = '5s';",
          "role {app_authenticator}", "ALTER ROLE {app_authenticator} RESET app.tenant_id"),
+    Case("RLS028",
+         "CREATE POLICY by_claim ON flow AS RESTRICTIVE FOR SELECT USING (tenant_id = "
+         "((current_setting('request.jwt.claims', true)::jsonb -> 'user_metadata') "
+         "->> 'tenant_id')::uuid);",
+         "CREATE POLICY by_claim ON flow AS RESTRICTIVE FOR SELECT USING (tenant_id = "
+         "((current_setting('request.jwt.claims', true)::jsonb -> 'app_metadata') "
+         "->> 'tenant_id')::uuid);",
+         "public.flow.by_claim", "app_metadata"),
+    Case("RLS029",
+         "CREATE POLICY published ON flow FOR SELECT USING (status = 'published');",
+         "CREATE POLICY published ON flow FOR SELECT TO {read_only} "
+         "USING (status = 'published');",
+         "public.flow.published", "ALTER POLICY published ON public.flow TO"),
+    Case("RLS030",
+         "CREATE POLICY via_flow ON membership AS RESTRICTIVE FOR SELECT "
+         "USING (EXISTS (SELECT 1 FROM flow f WHERE f.tenant_id = membership.tenant_id));"
+         "CREATE POLICY via_membership ON flow AS RESTRICTIVE FOR SELECT "
+         "USING (EXISTS (SELECT 1 FROM membership m WHERE m.tenant_id = flow.tenant_id));",
+         "CREATE POLICY via_membership ON flow AS RESTRICTIVE FOR SELECT "
+         "USING (EXISTS (SELECT 1 FROM membership m WHERE m.tenant_id = flow.tenant_id));",
+         "public.flow", "SECURITY DEFINER function"),
+    Case("RLS031",
+         "CREATE FUNCTION positive(int) RETURNS boolean LANGUAGE sql IMMUTABLE LEAKPROOF "
+         "AS 'SELECT $1 > 0';",
+         "CREATE FUNCTION positive(int) RETURNS boolean LANGUAGE sql IMMUTABLE "
+         "AS 'SELECT $1 > 0';",
+         "public.positive(integer)", "NOT LEAKPROOF"),
 ]
 
 

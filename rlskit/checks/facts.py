@@ -71,6 +71,7 @@ class FunctionFacts:
     definition: str | None = None  # as pg_get_functiondef prints it (helpers schema only)
     public_execute: bool = False  # PUBLIC may EXECUTE it
     search_path: str | None = None  # its fixed search_path, as proconfig holds it
+    leakproof: bool = False
 
     @property
     def qualified(self) -> str:

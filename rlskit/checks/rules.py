@@ -12,7 +12,7 @@ from pglast.stream import maybe_double_quote_name
 from .. import objects as o
 from ..model import ROW_COMMANDS, row_commands
 from ..releases import upgrade_needed
-from ..sqltext import SqlTextError, parse_expression, setting_read
+from ..sqltext import SqlTextError, parse_expression, relations_read, setting_read
 from .facts import PUBLIC, Facts, Grant, Relation
 from .findings import Severity
 
@@ -538,3 +538,81 @@ def citus_shard_policies(facts: Facts) -> Iterator[Hit]:
                   "declare the table with model.distribute() or model.reference_table(): "
                   "rlskit writes the restrictive policies into the permissive ones, which "
                   "Citus copies intact; then migrate to recreate them")
+
+
+def _policy_text(pol: o.DbPolicy) -> str:
+    return " ".join(filter(None, (pol.using, pol.with_check)))
+
+
+@rule("RLS028", "error", "policy reads user-editable metadata from the token",
+      "A claim users can edit themselves (Supabase's user_metadata) decides what they may "
+      "see: anyone can put another tenant's id there.")
+def user_metadata_claims(facts: Facts) -> Iterator[Hit]:
+    for pol in facts.policies:
+        if "user_metadata" in _policy_text(pol):
+            yield Hit(_policy_name(pol), "its expression reads user_metadata",
+                      "read a claim only the server sets (app_metadata, or the model's "
+                      "sealed context: model.context(...))")
+
+
+@rule("RLS029", "warning", "permissive policy for PUBLIC on a protected table",
+      "A permissive policy without TO applies to every role, those created later included: "
+      "a new role with a grant on the table gets its rows without anyone deciding so.")
+def permissive_for_public(facts: Facts) -> Iterator[Hit]:
+    protected = {r.qualified for r in _tables(facts) if facts.is_protected(r)}
+    for pol in facts.policies:
+        if pol.permissive and not pol.roles and f"{pol.schema}.{pol.table}" in protected:
+            yield Hit(_policy_name(pol), "it admits rows to every role",
+                      f"ALTER POLICY {maybe_double_quote_name(pol.name)} ON "
+                      f"{_quoted(pol.schema + '.' + pol.table)} TO <the roles it is for>")
+
+
+def _reads(pol: o.DbPolicy) -> set[str]:
+    """The tables a policy's expressions read in subqueries."""
+    out: set[str] = set()
+    for text in (pol.using, pol.with_check):
+        if text is not None:
+            out |= set(relations_read(f"SELECT {text}", pol.schema))
+    return out
+
+
+@rule("RLS030", "error", "policies that read each other's tables (infinite recursion)",
+      "A policy on A that reads B, where B's policies read A (or A's read A), makes every "
+      "query on them fail with 42P17 'infinite recursion detected in policy'.")
+def recursive_policies(facts: Facts) -> Iterator[Hit]:
+    reads: dict[str, set[str]] = {}
+    for pol in facts.policies:
+        reads.setdefault(f"{pol.schema}.{pol.table}", set()).update(_reads(pol))
+    reach = {table: _reachable(reads, table) for table in reads}
+    cycles = {frozenset(t for t in reach[table] if table in reach.get(t, ()))
+              for table in reach if table in reach[table]}
+    for cycle in sorted(cycles, key=sorted):
+        table, *others = sorted(cycle)
+        through = f" through {', '.join(others)}" if others else ""
+        yield Hit(table, f"its policies read the table itself{through}",
+                      "read the other table through a SECURITY DEFINER function (owned by a "
+                      "role its RLS does not bind), or gather the values once into the "
+                      "request context")
+
+
+def _reachable(reads: dict[str, set[str]], table: str) -> set[str]:
+    """Every table the policies of `table` read, directly or through other policies."""
+    seen: set[str] = set()
+    todo = list(reads[table])
+    while todo:
+        other = todo.pop()
+        if other not in seen:
+            seen.add(other)
+            todo += reads.get(other, ())
+    return seen
+
+
+@rule("RLS031", "warning", "LEAKPROOF function created by the application",
+      "The planner runs a LEAKPROOF function before the policy's filter, on rows the caller "
+      "may not see: one that raises or logs its arguments leaks them.")
+def leakproof_functions(facts: Facts) -> Iterator[Hit]:
+    for fn in facts.functions:
+        if fn.leakproof:
+            yield Hit(fn.qualified, "it is marked LEAKPROOF",
+                      f"ALTER FUNCTION {_quoted(fn.schema + '.' + fn.name)}"
+                      f"({fn.arguments}) NOT LEAKPROOF, unless it provably reveals nothing")
