@@ -252,3 +252,44 @@ def test_explain_analyze_leaves_the_data_alone(explained, rlskit_db):
 ])
 def test_explain_refuses_bad_input_in_one_line(explained, args, role, message):
     assert_one_line_error(explained(*args, role=role), message)
+
+
+def test_check_with_a_baseline_reports_only_new_findings(tmp_path, rlskit_db):
+    from conftest import make_example
+
+    example = make_example(rlskit_db)
+    root = project(tmp_path, "from rlskit.examples.saas import build_model\n"
+                             f"model = build_model(role_prefix={rlskit_db.role_prefix!r})\n")
+    baseline = tmp_path / "rls-baseline.json"
+
+    def run(statement: str) -> subprocess.CompletedProcess:
+        with rlskit_db.connect() as conn:
+            conn.execute(statement)
+            conn.commit()
+        return rlskit("check", "--database", rlskit_db.url, "--baseline", str(baseline),
+                      "--format", "json", cwd=root)
+
+    recorded = run("ALTER TABLE flow NO FORCE ROW LEVEL SECURITY")  # an old database's error
+    assert recorded.returncode == 0, recorded.stderr
+    assert "recorded 1 finding(s)" in recorded.stderr
+    assert [(e["rule"], e["object"]) for e in json.loads(baseline.read_text())["findings"]] \
+        == [("RLS004", "public.flow")]
+    again = run("SELECT 1")
+    assert again.returncode == 0, again.stderr
+    assert [(f["rule"], f["waived"]) for f in json.loads(again.stdout)] == [
+        ("RLS004", "recorded in the baseline rls-baseline.json")]
+    new = run(f"GRANT TRUNCATE ON flow TO {example.role('member')}")  # a new mistake counts
+    assert new.returncode == 1
+    assert sorted((f["rule"], f["waived"] is None) for f in json.loads(new.stdout)) == [
+        ("RLS004", False), ("RLS014", True)]
+    fixed = run(f"ALTER TABLE flow FORCE ROW LEVEL SECURITY; "
+                f"REVOKE TRUNCATE ON flow FROM {example.role('member')}")
+    assert fixed.returncode == 0, fixed.stderr
+    assert "1 baseline finding(s) no longer found: RLS004 public.flow" in fixed.stderr
+
+
+def test_check_refuses_a_file_that_is_not_a_baseline(tmp_path):
+    root = project(tmp_path, GOOD_MODEL)
+    (root / "other.json").write_text('{"findings": 3}')
+    result = rlskit("check", "--model-only", "--baseline", "other.json", cwd=root)
+    assert_one_line_error(result, "other.json is not an rlskit check baseline")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from enum import Enum
+from pathlib import Path
 from typing import Annotated
 
 import psycopg
@@ -76,6 +77,10 @@ def check(
     ] = DEFAULT_PG_VERSION,
     fmt: Annotated[CheckFormat, typer.Option("--format", help="Output format.")
                    ] = CheckFormat.text,
+    baseline: Annotated[Path | None, typer.Option(
+        "--baseline", help="A baseline file: without one, record today's findings in it "
+        "(exit 0); with one, report its findings as waived and only new ones as findings. "
+        "Delete it to record a new one.")] = None,
 ) -> None:
     """Lint for row-level security mistakes; exit 1 on any unwaived error.
 
@@ -85,6 +90,7 @@ def check(
     object in the model: model.waive("RLS007", "public.t", reason=…).
     """
     from ..checks import check_database, check_model, has_errors
+    from ..checks.baseline import apply_baseline, write_baseline
     from ..checks.report import as_json, as_sarif, as_table
 
     config = load_config(model=model)
@@ -100,6 +106,14 @@ def check(
         with psycopg.connect(url) as conn:
             findings = check_database(conn, loaded)
             where = f"database {conn.info.dbname}"
+    if baseline is not None and not baseline.exists():
+        recorded = write_baseline(baseline, findings)
+        err.print(f"{where}: recorded {recorded} finding(s) in {baseline}; later runs with "
+                  "--baseline report only new ones", highlight=False)
+        return
+    gone: list[tuple[str, str]] = []
+    if baseline is not None:
+        findings, gone = apply_baseline(baseline, findings)
     if fmt is CheckFormat.json:
         typer.echo(json.dumps(as_json(findings), indent=2))
     elif fmt is CheckFormat.sarif:
@@ -111,6 +125,9 @@ def check(
     waived = sum(1 for f in findings if f.waived)
     err.print(f"{where}: {counts['error']} error(s), {counts['warning']} warning(s), "
               f"{waived} waived", highlight=False)
+    if gone:
+        err.print(f"{len(gone)} baseline finding(s) no longer found: "
+                  f"{', '.join(f'{rule} {obj}' for rule, obj in gone)}", highlight=False)
     if has_errors(findings):
         raise typer.Exit(1)
 
