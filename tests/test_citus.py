@@ -294,3 +294,4 @@ def test_a_tenant_query_runs_on_one_shard_only_when_it_names_the_tenant(installe
         routed = task_count(conn, query + " WHERE tenant_id = %s", [installed.a])
         other = conn.execute(query + " WHERE tenant_id = %s", [installed.b]).fetchone()
     assert (fanned, routed, other) == (8, 1, (0,))  # citus.shard_count = 8
+
