@@ -197,6 +197,22 @@ CASES = [
          "CREATE FUNCTION positive(int) RETURNS boolean LANGUAGE sql IMMUTABLE "
          "AS 'SELECT $1 > 0';",
          "public.positive(integer)", "NOT LEAKPROOF"),
+    Case("RLS032",
+         "CREATE FUNCTION peek() RETURNS bigint LANGUAGE sql SECURITY DEFINER "
+         "SET search_path = pg_catalog, pg_temp AS 'SELECT count(*) FROM public.flow';"
+         "REVOKE EXECUTE ON FUNCTION peek() FROM PUBLIC;"
+         "GRANT EXECUTE ON FUNCTION peek() TO {member};",
+         "CREATE FUNCTION peek() RETURNS bigint LANGUAGE sql SECURITY DEFINER "
+         "SET search_path = pg_catalog, pg_temp AS 'SELECT count(*) FROM public.flow';"
+         "REVOKE EXECUTE ON FUNCTION peek() FROM PUBLIC;",
+         "public.peek()", "REVOKE EXECUTE ON FUNCTION public.peek() FROM"),
+    Case("RLS033",
+         INVOICE + ISOLATED + "CREATE INDEX ON invoice (tenant_id);"
+         "ALTER TABLE invoice ADD COLUMN flow_id uuid REFERENCES flow (id);",
+         INVOICE + ISOLATED + "CREATE INDEX ON invoice (tenant_id);"
+         "ALTER TABLE invoice ADD COLUMN flow_id uuid REFERENCES flow (id);"
+         "CREATE INDEX ON invoice (flow_id);",
+         "public.invoice", "CREATE INDEX ON public.invoice (flow_id)"),
 ]
 
 

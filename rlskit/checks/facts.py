@@ -72,6 +72,7 @@ class FunctionFacts:
     public_execute: bool = False  # PUBLIC may EXECUTE it
     search_path: str | None = None  # its fixed search_path, as proconfig holds it
     leakproof: bool = False
+    executable_by: tuple[str, ...] = ()  # the application roles that may EXECUTE it
 
     @property
     def qualified(self) -> str:
@@ -140,6 +141,8 @@ class Facts:
     exposed_schemas: frozenset[str] = frozenset()
     public_writable: frozenset[str] = frozenset()  # schemas where PUBLIC may CREATE
     server_version: int | None = None  # server_version_num (live databases only)
+    # (table, its first referencing column, the referenced table) per foreign key
+    foreign_keys: list[tuple[str, str, str]] = field(default_factory=list)
     # Citus: (table, shard, the shard's policies, the table's), each "name:permissive:cmd,…"
     shard_policies: list[tuple[str, str, str, str]] = field(default_factory=list)
 

@@ -87,7 +87,10 @@ SELECT n.nspname, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid
        p.proacl IS NULL OR EXISTS (SELECT 1 FROM pg_catalog.aclexplode(p.proacl) a
                                    WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE'),
        (SELECT substr(s, 13) FROM unnest(p.proconfig) s WHERE s LIKE 'search\\_path=%%'),
-       p.proleakproof
+       p.proleakproof,
+       ARRAY(SELECT r.rolname::text FROM pg_catalog.pg_roles r
+             WHERE r.rolname = ANY(%s)
+               AND pg_catalog.has_function_privilege(r.oid, p.oid, 'EXECUTE') ORDER BY 1)
 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 WHERE {_USER_SCHEMAS}
   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
@@ -132,6 +135,18 @@ WHERE c.relkind IN ('r', 'p') AND {_USER_SCHEMAS} AND s.seq IS NOT NULL
 ORDER BY 1, 2"""
 
 
+_FOREIGN_KEYS = f"""
+SELECT n.nspname || '.' || c.relname, a.attname::text,
+       fn.nspname || '.' || f.relname
+FROM pg_catalog.pg_constraint k
+JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
+JOIN pg_catalog.pg_class f ON f.oid = k.confrelid
+JOIN pg_catalog.pg_namespace fn ON fn.oid = f.relnamespace
+WHERE k.contype = 'f' AND {_USER_SCHEMAS}
+ORDER BY 1, 2"""
+
 _HAS_CITUS = "SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus'"
 
 # A Citus table's policies as each shard holds them, beside the table's own
@@ -155,6 +170,13 @@ def _shard_policies(conn: psycopg.Connection) -> list[tuple[str, str, str, str]]
     per_shard = _POLICY_SUMMARY.format("'%s'")  # run_command_on_placements names the shard
     return [tuple(row) for row in conn.execute(_SHARD_POLICIES.format(table=table),
                                                [per_shard])]
+
+
+def _function(row: tuple) -> FunctionFacts:
+    (schema, name, arguments, definer, fixed, definition, public, search_path, leakproof,
+     executors) = row
+    return FunctionFacts(schema, name, arguments, definer, fixed, definition, public,
+                         search_path, leakproof, tuple(executors))
 
 
 def read_facts(conn: psycopg.Connection, model: Model) -> Facts:
@@ -201,8 +223,8 @@ def read_facts(conn: psycopg.Connection, model: Model) -> Facts:
         roles={r.name: r for r in roles.values()},
         privileges_of={k: frozenset(v) for k, v in privileges_of.items()},
         member_of={k: frozenset(v) for k, v in member_of.items()},
-        functions=[FunctionFacts(*row)
-                   for row in conn.execute(_FUNCTIONS, [scope.helpers_schema])],
+        functions=[_function(row) for row in conn.execute(
+            _FUNCTIONS, [scope.helpers_schema, sorted(scope.app_roles)])],
         defaults=defaults,
         blocked_inserts=[tuple(row) for row in conn.execute(
             _BLOCKED_INSERTS, [sorted(scope.app_roles)])],
@@ -210,4 +232,5 @@ def read_facts(conn: psycopg.Connection, model: Model) -> Facts:
         public_writable=frozenset(s for (s,) in conn.execute(_PUBLIC_WRITABLE)),
         server_version=conn.info.server_version,
         shard_policies=_shard_policies(conn),
+        foreign_keys=[tuple(row) for row in conn.execute(_FOREIGN_KEYS)],
     )

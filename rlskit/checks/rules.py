@@ -616,3 +616,26 @@ def leakproof_functions(facts: Facts) -> Iterator[Hit]:
             yield Hit(fn.qualified, "it is marked LEAKPROOF",
                       f"ALTER FUNCTION {_quoted(fn.schema + '.' + fn.name)}"
                       f"({fn.arguments}) NOT LEAKPROOF, unless it provably reveals nothing")
+
+
+@rule("RLS032", "warning", "SECURITY DEFINER function executable by application roles",
+      "It runs with its owner's rights, row-level security included or bypassed as the "
+      "owner's is: what it returns to a request is not filtered by the request's policies.")
+def definer_for_app_roles(facts: Facts) -> Iterator[Hit]:
+    for fn in facts.functions:
+        if (fn.security_definer and fn.executable_by and not fn.public_execute
+                and fn.schema != facts.scope.helpers_schema):  # rlskit's own are meant so
+            yield Hit(fn.qualified, f"{', '.join(fn.executable_by)} may run it",
+                      f"REVOKE EXECUTE ON FUNCTION {fn.qualified} FROM "
+                      f"{', '.join(fn.executable_by)}, or make it SECURITY INVOKER")
+
+
+@rule("RLS033", "error", "foreign key of a tenant table without an index",
+      "Deleting or updating a referenced row scans the whole tenant table, every tenant's "
+      "rows, for each row changed; policies that join through the key do the same.")
+def unindexed_foreign_key(facts: Facts) -> Iterator[Hit]:
+    for table, column, target in facts.foreign_keys:
+        rel = facts.relations.get(table)
+        if rel is not None and facts.is_tenant_table(rel) and column not in (rel.indexed or ()):
+            yield Hit(table, f"{column} references {target} and no index leads with it",
+                      f"CREATE INDEX ON {_quoted(table)} ({maybe_double_quote_name(column)})")
