@@ -78,20 +78,23 @@ def ensure_built() -> None:
     """Build Citus once (cached) and install it into the embedded PostgreSQL."""
     if installed():
         return
-    major = _pg_config("--version").split()[1].split(".")[0]
-    cache = Path(os.environ.get("RLSKIT_CITUS_CACHE",
-                                Path.home() / ".cache" / "rlskit")) / f"citus-{VERSION}-pg{major}"
+    server = _pg_config("--version").split()[1]  # e.g. 18.6: the headers built against
+    cache = Path(os.environ.get("RLSKIT_CITUS_CACHE", Path.home() / ".cache" / "rlskit")
+                 ) / f"citus-{VERSION}-pg{server}"
     tree = cache / f"citus-{VERSION}"
+    pg_config = f"PG_CONFIG={embedded_bin_dir() / 'pg_config'}"
     if not (tree / "src" / "backend" / "distributed" / "citus.so").exists():
         shutil.rmtree(cache, ignore_errors=True)
         cache.mkdir(parents=True)
         with tarfile.open(SOURCE) as archive:
             archive.extractall(cache, filter="data")
-        pg_config = str(embedded_bin_dir() / "pg_config")
-        _run(["./configure", f"PG_CONFIG={pg_config}", "--without-libcurl", "--without-lz4",
+        _run(["./configure", pg_config, "--without-libcurl", "--without-lz4",
               "--without-zstd"], tree)
         _run(["make", "-j2", f"CFLAGS={CFLAGS}"], tree)
-    _run(["make", "install"], tree)
+    _run(["make", "install", pg_config], tree)  # into this installation, wherever it lives
+    if not installed():
+        raise RuntimeError(f"make install of Citus from {tree} did not install it into "
+                           f"{_pg_config('--pkglibdir')}")
 
 
 def _run(command: list[str], cwd: Path) -> None:
