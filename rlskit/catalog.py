@@ -17,7 +17,7 @@ from .model import TABLE_PRIVILEGES, Model
 from .rows import one
 from .sqltext import Privilege, setting_read
 
-__all__ = ["POLICY_COMMANDS", "read_catalog"]
+__all__ = ["POLICY_COMMANDS", "has_citus", "read_catalog"]
 
 # pg_policy.polcmd -> the command as a policy names it
 POLICY_COMMANDS = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "*": "ALL"}
@@ -140,7 +140,10 @@ def privilege_key(priv: Privilege) -> tuple[int, tuple[str, ...]]:
     return TABLE_PRIVILEGES.index(priv.name), priv.columns
 
 
-_HAS_CITUS = "SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus'"
+def has_citus(conn: psycopg.Connection) -> bool:
+    """Does the database `conn` is connected to have the Citus extension?"""
+    return conn.execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus'"
+                        ).fetchone() is not None
 
 # partmethod 'h': hash-distributed; 'n' with replication model 't': a reference table
 # (a Citus local table is 'n' too, with model 's': not one rlskit makes)
@@ -157,7 +160,7 @@ ORDER BY 1, 2"""
 
 def _distributions(conn: psycopg.Connection, oids: list[int]) -> list[o.Distribution]:
     """The model's tables that Citus distributes, when the database has Citus."""
-    if conn.execute(_HAS_CITUS).fetchone() is None:
+    if not has_citus(conn):
         return []
     return [o.Distribution(*row) for row in conn.execute(_DISTRIBUTIONS, {"oids": oids})]
 

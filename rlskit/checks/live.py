@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 
 from .. import objects as o
-from ..catalog import POLICY_COMMANDS
+from ..catalog import POLICY_COMMANDS, has_citus
 from ..model import Model
 from .facts import PUBLIC, Facts, FunctionFacts, Grant, Relation, RoleFacts, Scope, SessionDefault
 
@@ -147,8 +147,6 @@ JOIN pg_catalog.pg_namespace fn ON fn.oid = f.relnamespace
 WHERE k.contype = 'f' AND {_USER_SCHEMAS}
 ORDER BY 1, 2"""
 
-_HAS_CITUS = "SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus'"
-
 # A Citus table's policies as each shard holds them, beside the table's own
 _POLICY_SUMMARY = ("SELECT coalesce(string_agg(polname || ':' || polpermissive::text || ':' "
                    "|| polcmd::text, ',' ORDER BY polname), '') FROM pg_catalog.pg_policy "
@@ -164,7 +162,7 @@ ORDER BY 1, 2"""
 def _shard_policies(conn: psycopg.Connection) -> list[tuple[str, str, str, str]]:
     """(table, shard, the shard's policies, the table's) for every placement of a Citus
     table, each as "name:permissive:command,…"; none without Citus."""
-    if conn.execute(_HAS_CITUS).fetchone() is None:
+    if not has_citus(conn):
         return []
     table = _POLICY_SUMMARY.format("p.logicalrelid").replace("%", "%%")
     per_shard = _POLICY_SUMMARY.format("'%s'")  # run_command_on_placements names the shard
