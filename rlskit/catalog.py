@@ -246,7 +246,7 @@ def read_catalog(conn: psycopg.Connection, model: Model) -> list[o.DbObject]:
     if model.owner_name is not None:  # a table owned by anyone else is to be given to it
         out += [o.TableOwner(s, n, owner) for _, s, n, _, _, _, _, owner in relations
                 if (s, n) in tables and owner == model.owner_name]
-    if model.distributions:  # a Citus model manages the distribution of all its tables
+    if model.citus:  # a Citus model manages the distribution of all its tables
         out += _distributions(conn, [oid for oid, s, n, kind, *_ in relations if kind in "rp"
                                      and ((s, n) in model.distributions or (s, n) in tables)])
     out += [o.RowSecurity(s, n, force) for _, s, n, kind, rls, force, _, _ in relations

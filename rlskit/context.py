@@ -143,7 +143,7 @@ def context_settings(model: Model, values: Mapping[str, Any]) -> tuple[tuple[str
 def _context(model: Model, role: Role, values: dict[str, Any]) -> RequestContext:
     return RequestContext(model.role_name(role), role.name, MappingProxyType(values),
                           context_settings(model, values), model.limits(role), model.sealed,
-                          propagated=bool(model.distributions))
+                          propagated=model.citus)
 
 
 def _select_role(model: Model, claims: Mapping[str, Any], values: Mapping[str, Any],

@@ -335,6 +335,11 @@ class Model:
         self.table_owner = name
 
     @property
+    def citus(self) -> bool:
+        """A model for a Citus cluster: it declares distributed or reference tables."""
+        return bool(self.distributions)
+
+    @property
     def owner_name(self) -> str | None:
         """The database name of the tables' owner role, if the model declares one."""
         return None if self.table_owner is None else self.role_prefix + self.table_owner

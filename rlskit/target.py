@@ -56,7 +56,7 @@ def _schema(model: Model, pg_version: int) -> list[o.DbObject]:
 @derives(o.ContextSeal)
 def _context_seal(model: Model, pg_version: int) -> list[o.DbObject]:
     return [o.ContextSeal(model.helpers_schema, model.key_owner,
-                          citus=bool(model.distributions))] if model.sealed else []
+                          citus=model.citus)] if model.sealed else []
 
 
 @derives(o.AccessStore)
@@ -67,7 +67,7 @@ def _access_store(model: Model, pg_version: int) -> list[o.DbObject]:
 
 @derives(o.DbRole)
 def _roles(model: Model, pg_version: int) -> list[o.DbObject]:
-    citus = bool(model.distributions)  # Citus logs in to its workers as the current role
+    citus = model.citus  # Citus logs in to its workers as the current role
     out: list[o.DbObject] = [
         o.DbRole(model.role_name(r), login=r.login or citus, inherit=not r.login,
                  settings=r.limits,
