@@ -89,9 +89,11 @@ def propagated_script(conn: psycopg.Connection | psycopg.AsyncConnection, ctx: R
     return sql.SQL("; ").join(commands).as_bytes(conn)
 
 
-def _propagated(conn: psycopg.Connection | psycopg.AsyncConnection, ctx: RequestContext,
-                key: ContextKey | None, begin: bytes) -> Generator[Wait, object, None]:
-    conn.pgconn.send_query(propagated_script(conn, ctx, key, begin))
+def _simple(conn: psycopg.Connection | psycopg.AsyncConnection, query: bytes
+            ) -> Generator[Wait, object, None]:
+    """One simple-protocol exchange (statements separated by ``;``); its first error
+    raised."""
+    conn.pgconn.send_query(query)
     results = yield from generators.execute(conn.pgconn)
     failed = next((r for r in results if r.status == ExecStatus.FATAL_ERROR), None)
     if failed is not None:
@@ -106,8 +108,8 @@ def exchange(conn: psycopg.Connection | psycopg.AsyncConnection, ctx: RequestCon
     another server behind a pooler) is prepared again in a second exchange. A sealed
     context is signed with `key` (default: the process's, `rlskit.seal.current_key`)."""
     if ctx.propagated:
-        yield from _propagated(conn, ctx, key,
-                               _begin(conn.isolation_level, conn.read_only, conn.deferrable))
+        yield from _simple(conn, propagated_script(
+            conn, ctx, key, _begin(conn.isolation_level, conn.read_only, conn.deferrable)))
         return
     pgconn = conn.pgconn
     encoding = conn.info.encoding
@@ -161,15 +163,6 @@ def mark(conn: psycopg.Connection | psycopg.AsyncConnection) -> int:
     return conn._prepared._prepared_idx
 
 
-def _rollback(conn: psycopg.Connection | psycopg.AsyncConnection
-              ) -> Generator[Wait, object, None]:
-    """A plain ROLLBACK exchange (prepared statements live in the session, not the
-    transaction: the server keeps them)."""
-    conn.pgconn.send_query_params(b"ROLLBACK", None)
-    results = yield from generators.execute(conn.pgconn)
-    if results[-1].status == ExecStatus.FATAL_ERROR:
-        raise errors.error_from_result(results[-1], encoding=conn.info.encoding)
-
 
 def rollback(conn: psycopg.Connection, since: int) -> None:
     """Roll back the transaction begun when psycopg's count of prepared statements was
@@ -181,7 +174,7 @@ def rollback(conn: psycopg.Connection, since: int) -> None:
         conn.rollback()
         return
     with conn.lock:
-        conn.wait(_rollback(conn))
+        conn.wait(_simple(conn, b"ROLLBACK"))  # prepared statements outlive it
 
 
 async def rollback_async(conn: psycopg.AsyncConnection, since: int) -> None:
@@ -190,7 +183,7 @@ async def rollback_async(conn: psycopg.AsyncConnection, since: int) -> None:
         await conn.rollback()
         return
     async with conn.lock:
-        await conn.wait(_rollback(conn))
+        await conn.wait(_simple(conn, b"ROLLBACK"))
 
 
 def forget(conn: psycopg.Connection | psycopg.AsyncConnection) -> None:
