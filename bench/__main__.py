@@ -18,15 +18,18 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from . import autogenerate, citus, context, diff, generation, queries
+from . import autogenerate, citus, context, diff, generation, queries, review
 from .plot import plot_queries
 
 RESULTS = Path(__file__).parent / "results"
 BENCHMARKS = {"queries": queries.run, "context": context.run, "generation": generation.run,
-              "diff": diff.run, "autogenerate": autogenerate.run, "citus": citus.run}
+              "diff": diff.run, "autogenerate": autogenerate.run, "review": review.run,
+              "citus": citus.run}
 GROSS = {"uncached_over_cached_1000_tables": (1.5, None),
          "per_table_cost_largest_over_smallest": (None, 3.0),
          "diff_per_table_cost_largest_over_smallest": (None, 3.0),
+         # review probes the relations a change touches: 30x fewer cells at 100 tables
+         "whole_matrix_over_review_largest": (3.0, None),
          "alembic_utils_over_rlskit_largest": (10.0, None),
          "psycopg_rlskit_over_plain": (0.5, None),
          "sealed_over_unsealed": (0.5, None),

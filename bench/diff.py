@@ -19,10 +19,17 @@ from rlskit.testing import open_cluster
 from .generation import build_model
 
 
-def _install(conn: psycopg.Connection, tables: int) -> None:
+def _install(conn: psycopg.Connection, tables: int, owner: str | None = None) -> None:
+    """N tables (owned by `owner`, a NOLOGIN role made here, else the current user) and
+    the model's SQL."""
+    if owner:
+        conn.execute(f"CREATE ROLE {owner} NOLOGIN")
+        conn.execute(f"GRANT CREATE ON SCHEMA public TO {owner}")
+        conn.execute(f"SET ROLE {owner}")
     for i in range(tables):
         conn.execute(f"CREATE TABLE table_{i:05d} (id bigint PRIMARY KEY, tenant_id uuid, "
                      "owner_id uuid, status text)")
+    conn.execute("RESET ROLE")
     conn.execute(generate_sql(build_model(tables), pg_version=conn.info.server_version // 10000))
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "KeyRow",
     "create_keystore",
     "drop_keystore",
+    "has_key_table",
     "key_status",
     "list_keys",
     "retire",
@@ -216,10 +217,19 @@ def _run(conn: psycopg.Connection, schema: str, query: sql.SQL | sql.Composed,
                           "superuser or a member of the key owner role") from None
 
 
+def _key_table_comment(conn: psycopg.Connection, schema: str) -> str | None:
+    """The key table's comment; None when there is no key table (or it has none)."""
+    return one(conn.execute("SELECT pg_catalog.obj_description(pg_catalog.to_regclass(%s), "
+                            "'pg_class')", [f"{quote(schema)}.{quote(KEY_TABLE)}"]))[0]
+
+
+def has_key_table(conn: psycopg.Connection, schema: str) -> bool:
+    """Does the database hold rlskit's key table (its context is sealed)?"""
+    return (_key_table_comment(conn, schema) or "").startswith(KEYSTORE_COMMENT)
+
+
 def _on_every_node(conn: psycopg.Connection, schema: str) -> bool:
-    comment = one(conn.execute("SELECT pg_catalog.obj_description(pg_catalog.to_regclass("
-                               "%s), 'pg_class')", [f"{quote(schema)}.{quote(KEY_TABLE)}"]))[0]
-    return comment == KEYSTORE_COMMENT + EVERY_NODE
+    return _key_table_comment(conn, schema) == KEYSTORE_COMMENT + EVERY_NODE
 
 
 def rotate(conn: psycopg.Connection, schema: str, key: ContextKey | None = None

@@ -213,6 +213,41 @@ CASES = [
          "ALTER TABLE invoice ADD COLUMN flow_id uuid REFERENCES flow (id);"
          "CREATE INDEX ON invoice (flow_id);",
          "public.invoice", "CREATE INDEX ON public.invoice (flow_id)"),
+    Case("RLS034",
+         "CREATE POLICY drafts ON flow FOR UPDATE TO {member} USING (status = 'draft') "
+         "WITH CHECK (true);",
+         "CREATE POLICY drafts ON flow FOR UPDATE TO {member} USING (status = 'draft') "
+         "WITH CHECK (status = 'draft');",
+         "public.flow.drafts", "ALTER POLICY drafts ON public.flow WITH CHECK ("),
+    Case("RLS035",
+         "CREATE ROLE {prefix}ghost NOLOGIN;"
+         "CREATE POLICY ghostly ON flow FOR SELECT TO {prefix}ghost USING (true);",
+         "CREATE ROLE {prefix}ghost NOLOGIN; GRANT {prefix}ghost TO {member};"
+         "CREATE POLICY ghostly ON flow FOR SELECT TO {prefix}ghost USING (true);",
+         "public.flow.ghostly", "ALTER POLICY ghostly ON public.flow TO"),
+    Case("RLS036",
+         INVOICE + ISOLATED + "GRANT INSERT ON invoice TO {runner};",
+         INVOICE + ISOLATED + "GRANT SELECT, INSERT ON invoice TO {runner};",
+         "public.invoice", "GRANT SELECT ON public.invoice TO {runner}"),
+    Case("RLS037",
+         INVOICE + ISOLATED + "GRANT UPDATE, DELETE ON invoice TO {runner};",
+         INVOICE + ISOLATED + "GRANT SELECT (id), UPDATE, DELETE ON invoice TO {runner};",
+         "public.invoice", "GRANT SELECT ON public.invoice TO {runner}"),
+    Case("RLS038",
+         "CREATE POLICY by_session ON flow AS RESTRICTIVE FOR SELECT "
+         "USING (name <> session_user);",
+         "CREATE POLICY by_session ON flow AS RESTRICTIVE FOR SELECT "
+         "USING (name <> current_user);",
+         "public.flow.by_session", "rlskit.user_id()"),
+    Case("RLS039",
+         INVOICE.replace("tenant_id uuid NOT NULL", "tenant_id uuid") + ISOLATED,
+         INVOICE + ISOLATED,
+         "public.invoice", "ALTER TABLE public.invoice ALTER COLUMN tenant_id SET NOT NULL"),
+    Case("RLS040",
+         INVOICE + ISOLATED + "ALTER TABLE invoice ADD COLUMN number text UNIQUE;",
+         INVOICE + ISOLATED + "ALTER TABLE invoice ADD COLUMN number text, "
+         "ADD UNIQUE (tenant_id, number);",
+         "public.invoice", "make it unique (tenant_id, number)"),
 ]
 
 

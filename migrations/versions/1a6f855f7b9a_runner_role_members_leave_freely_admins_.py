@@ -29,6 +29,8 @@ def upgrade() -> None:
     op.grant_role('runner', to='app_authenticator', inherit=False, set=True)
     op.grant('USAGE', to='runner', schema='rlskit')
     op.grant('USAGE', to='runner', schema='public')
+    # rlskit: widens runner SELECT flow — the runner reads its tenant's flows to run them
+    # rlskit: widens runner UPDATE flow — and records their status (that column only)
     op.grant('SELECT, UPDATE (status)', table='flow', to='runner', schema='public')
     op.alter_policy(
         'leave_tenant',

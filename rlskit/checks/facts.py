@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from .. import objects as o
 from ..ddl import create
 from ..model import Model
+from ..reach import reachable
 from ..render import render
 from ..sqltext import relations_read
 from ..target import target_objects
@@ -39,6 +40,8 @@ class Relation:
     parent: str | None = None  # partitions: the partitioned table, qualified
     security_invoker: bool = False  # views
     reads: tuple[str, ...] = ()  # (materialized) views: the relations they read, qualified
+    nullable: frozenset[str] | None = None  # tables: columns that allow NULL
+    unique_keys: tuple[tuple[str, ...], ...] | None = None  # unique keys but the primary
 
     @property
     def qualified(self) -> str:
@@ -59,6 +62,8 @@ class RoleFacts:
     superuser: bool = False
     bypassrls: bool = False
     createrole: bool = False
+    login: bool = False
+    members: int | None = None  # roles that are members of it (live databases only)
 
 
 @dataclass(frozen=True)
@@ -181,17 +186,30 @@ def _indexed(definition: object) -> frozenset[str] | None:
     return frozenset(leading)
 
 
+def _nullable(definition: object) -> frozenset[str] | None:
+    """The columns of an SQLAlchemy Table that allow NULL; None without a definition."""
+    if definition is None:
+        return None
+    return frozenset(c.name for c in getattr(definition, "columns", ()) if c.nullable)
+
+
+def _unique_keys(definition: object) -> tuple[tuple[str, ...], ...] | None:
+    """The unique constraints and unique indexes of an SQLAlchemy Table (its primary key
+    aside); None without a definition."""
+    if definition is None:
+        return None
+    keys = [tuple(c.name for c in constraint.columns)
+            for constraint in getattr(definition, "constraints", ())
+            if type(constraint).__name__ == "UniqueConstraint"]
+    keys += [tuple(c.name for c in index.columns)
+             for index in getattr(definition, "indexes", ()) if index.unique]
+    keys += [(c.name,) for c in getattr(definition, "columns", ())
+             if c.unique and not c.primary_key and (c.name,) not in keys]
+    return tuple(sorted(set(keys)))
+
+
 def _closure(parents: dict[str, set[str]], roles: Iterable[str]) -> dict[str, frozenset[str]]:
-    out = {}
-    for role in roles:
-        seen, stack = set(), [role]
-        while stack:
-            current = stack.pop()
-            if current not in seen:
-                seen.add(current)
-                stack.extend(parents.get(current, ()))
-        out[role] = frozenset(seen)
-    return out
+    return {role: frozenset(reachable([role], lambda r: parents.get(r, ()))) for role in roles}
 
 
 def from_model(model: Model, pg_version: int) -> Facts:
@@ -202,7 +220,8 @@ def from_model(model: Model, pg_version: int) -> Facts:
     for table in model.tables.values():
         relations[table.qualified] = Relation(
             table.schema, table.name, "table", rls=table.rls, force=table.rls,
-            columns=table.columns, indexed=_indexed(table.definition))
+            columns=table.columns, indexed=_indexed(table.definition),
+            nullable=_nullable(table.definition), unique_keys=_unique_keys(table.definition))
     for obj in objects:
         if isinstance(obj, o.DbView):
             relations[f"{obj.schema}.{obj.name}"] = Relation(

@@ -35,7 +35,18 @@ SELECT n.nspname, c.relname, c.relkind, pg_catalog.pg_get_userbyid(c.relowner),
                                         AND d.refclassid = 'pg_catalog.pg_class'::regclass
              JOIN pg_catalog.pg_class r ON r.oid = d.refobjid AND r.oid <> c.oid
              JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
-             WHERE w.ev_class = c.oid AND c.relkind IN ('v', 'm'))
+             WHERE w.ev_class = c.oid AND c.relkind IN ('v', 'm')),
+       ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+               AND NOT a.attnotnull),
+       ARRAY(SELECT pg_catalog.array_to_string(ARRAY(
+                      SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY u(num, pos)
+                      JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid
+                                                    AND a.attnum = u.num
+                      ORDER BY u.pos), chr(31))
+             FROM pg_catalog.pg_index i
+             WHERE i.indrelid = c.oid AND i.indisunique AND NOT i.indisprimary
+             ORDER BY 1)
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {_USER_SCHEMAS}"""
 
@@ -68,8 +79,9 @@ JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE {_USER_SCHEMAS}
 ORDER BY 1, 2, 3"""
 
-_ROLES = ("SELECT oid, rolname, rolsuper, rolbypassrls, rolcreaterole "
-          "FROM pg_catalog.pg_roles")
+_ROLES = ("SELECT r.oid, r.rolname, r.rolsuper, r.rolbypassrls, r.rolcreaterole, r.rolcanlogin, "
+          "(SELECT count(*) FROM pg_catalog.pg_auth_members m WHERE m.roleid = r.oid)::int "
+          "FROM pg_catalog.pg_roles r")
 
 # Who may use whose privileges (USAGE: inherited) and become whom (MEMBER), for the roles
 # that hold grants or belong to the application.
@@ -182,7 +194,7 @@ def read_facts(conn: psycopg.Connection, model: Model) -> Facts:
     scope = Scope.of(model)
     relations = {}
     for (schema, name, kind, owner, rls, force, columns, indexed, parent, options,
-         reads) in conn.execute(_RELATIONS):
+         reads, nullable, unique_keys) in conn.execute(_RELATIONS):
         relations[f"{schema}.{name}"] = Relation(
             schema, name, _KINDS.get(kind, "table"), owner=owner, rls=rls,
             force=force, columns=frozenset(columns), indexed=frozenset(indexed),
@@ -190,7 +202,8 @@ def read_facts(conn: psycopg.Connection, model: Model) -> Facts:
                 opt.lower() in ("security_invoker=true", "security_invoker=on",
                                 "security_invoker=1", "security_invoker=yes")
                 for opt in options),
-            reads=tuple(sorted(reads)))
+            reads=tuple(sorted(reads)), nullable=frozenset(nullable),
+            unique_keys=tuple(tuple(key.split(chr(31))) for key in unique_keys))
     roles = {oid: RoleFacts(*row) for oid, *row in conn.execute(_ROLES)}
     grants = [Grant(rel, PUBLIC if grantee == 0 else roles[grantee].name, privilege, column)
               for rel, grantee, privilege, column in conn.execute(_GRANTS)]

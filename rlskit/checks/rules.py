@@ -11,8 +11,9 @@ from pglast.stream import maybe_double_quote_name
 
 from .. import objects as o
 from ..model import ROW_COMMANDS, row_commands
+from ..reach import reachable
 from ..releases import upgrade_needed
-from ..sqltext import SqlTextError, parse_expression, relations_read, setting_read
+from ..sqltext import SqlTextError, parse_expression, relations_read, setting_read, walk
 from .facts import PUBLIC, Facts, Grant, Relation
 from .findings import Severity
 
@@ -583,7 +584,7 @@ def recursive_policies(facts: Facts) -> Iterator[Hit]:
     reads: dict[str, set[str]] = {}
     for pol in facts.policies:
         reads.setdefault(f"{pol.schema}.{pol.table}", set()).update(_reads(pol))
-    reach = {table: _reachable(reads, table) for table in reads}
+    reach = {table: reachable(reads[table], lambda t: reads.get(t, ())) for table in reads}
     cycles = {frozenset(t for t in reach[table] if table in reach.get(t, ()))
               for table in reach if table in reach[table]}
     for cycle in sorted(cycles, key=sorted):
@@ -593,18 +594,6 @@ def recursive_policies(facts: Facts) -> Iterator[Hit]:
                       "read the other table through a SECURITY DEFINER function (owned by a "
                       "role its RLS does not bind), or gather the values once into the "
                       "request context")
-
-
-def _reachable(reads: dict[str, set[str]], table: str) -> set[str]:
-    """Every table the policies of `table` read, directly or through other policies."""
-    seen: set[str] = set()
-    todo = list(reads[table])
-    while todo:
-        other = todo.pop()
-        if other not in seen:
-            seen.add(other)
-            todo += reads.get(other, ())
-    return seen
 
 
 @rule("RLS031", "warning", "LEAKPROOF function created by the application",
@@ -639,3 +628,129 @@ def unindexed_foreign_key(facts: Facts) -> Iterator[Hit]:
         if rel is not None and facts.is_tenant_table(rel) and column not in (rel.indexed or ()):
             yield Hit(table, f"{column} references {target} and no index leads with it",
                       f"CREATE INDEX ON {_quoted(table)} ({maybe_double_quote_name(column)})")
+
+
+@rule("RLS034", "error", "UPDATE policy with a condition but WITH CHECK (true)",
+      "USING chooses the rows a role may change, WITH CHECK what they may become: with "
+      "WITH CHECK (true) a row the role may edit can be rewritten into one it may not — "
+      "moved to another user or tenant.")
+def update_check_always_true(facts: Facts) -> Iterator[Hit]:
+    for pol in facts.policies:
+        if (pol.permissive and "UPDATE" in row_commands(pol.command)
+                and pol.using is not None and not _is_true(pol.using)
+                and _is_true(pol.with_check)):
+            yield Hit(_policy_name(pol), f"rows it admits by ({pol.using}) may be updated "
+                      "into any values",
+                      f"ALTER POLICY {maybe_double_quote_name(pol.name)} ON "
+                      f"{_quoted(pol.schema + '.' + pol.table)} WITH CHECK ({pol.using})")
+
+
+@rule("RLS035", "warning", "policy for a role nobody can become",
+      "A policy for a role without LOGIN and without members applies to no session: it is "
+      "left over from a renamed or dropped role, and the role it was meant for has no "
+      "policy.")
+def policy_for_unreachable_role(facts: Facts) -> Iterator[Hit]:
+    for pol in facts.policies:
+        for role in pol.roles:
+            found = facts.roles.get(role)
+            if (found is not None and found.members == 0
+                    and not (found.login or found.superuser)):
+                yield Hit(_policy_name(pol), f"{role} has no LOGIN and no members",
+                          f"ALTER POLICY {maybe_double_quote_name(pol.name)} ON "
+                          f"{_quoted(pol.schema + '.' + pol.table)} TO <the role it is "
+                          f"for>, or DROP POLICY it")
+
+
+def _holds(facts: Facts, relation: str, role: str, privilege: str) -> bool:
+    """Does `role` hold `privilege` on `relation` (itself, by inheritance or as PUBLIC),
+    on the table or on some of its columns?"""
+    uses = facts.uses(role)
+    return any(g.relation == relation and g.privilege == privilege
+               and (g.grantee == PUBLIC or g.grantee in uses) for g in facts.grants)
+
+
+def _without_select(facts: Facts, commands: tuple[str, ...]
+                    ) -> Iterator[tuple[str, str, list[str]]]:
+    """(relation, role, its privileges among `commands`) per protected table and
+    application role that may run some of `commands` there without holding SELECT."""
+    held: dict[tuple[str, str], list[str]] = {}
+    for g in facts.grants:
+        rel = facts.relations.get(g.relation)
+        if (g.privilege in commands and g.grantee in facts.scope.app_roles
+                and rel is not None and facts.is_protected(rel)):
+            privileges = held.setdefault((g.relation, g.grantee), [])
+            if g.privilege not in privileges:
+                privileges.append(g.privilege)
+    for (relation, role), privileges in held.items():
+        if not _holds(facts, relation, role, "SELECT"):
+            yield relation, role, sorted(privileges, key=commands.index)
+
+
+@rule("RLS036", "warning", "INSERT granted without SELECT (INSERT … RETURNING fails)",
+      "INSERT … RETURNING needs SELECT on the returned columns and a SELECT policy that "
+      "admits the new row: SQLAlchemy's ORM fetches server-generated keys that way and "
+      "PostgREST's return=representation too, so their inserts fail for this role.")
+def insert_without_select(facts: Facts) -> Iterator[Hit]:
+    for relation, role, _ in _without_select(facts, ("INSERT",)):
+        yield Hit(relation, f"{role} may INSERT but not SELECT",
+                  f"GRANT SELECT ON {_quoted(relation)} TO {role} (with a SELECT policy for "
+                  "its own rows), or insert without RETURNING")
+
+
+@rule("RLS037", "warning", "UPDATE or DELETE granted without SELECT",
+      "An UPDATE or DELETE with a WHERE clause reads the columns it filters on, which needs "
+      "SELECT: without it every such statement fails with permission denied.")
+def change_without_select(facts: Facts) -> Iterator[Hit]:
+    for relation, role, privileges in _without_select(facts, ("UPDATE", "DELETE")):
+        held = " and ".join(privileges)
+        yield Hit(relation, f"{role} may {held} but not SELECT",
+                  f"GRANT SELECT ON {_quoted(relation)} TO {role} (with a SELECT policy), "
+                  f"or revoke {held}")
+
+
+def _reads_session_user(text: str | None) -> bool:
+    node = _expression(text)
+    return node is not None and any(
+        isinstance(n, ast.SQLValueFunction)
+        and n.op == enums.SQLValueFunctionOp.SVFOP_SESSION_USER for n in walk(node))
+
+
+@rule("RLS038", "error", "policy reads session_user",
+      "Behind a pool the session user is the authenticator for every request (SET ROLE "
+      "changes current_user, not session_user): such a policy sees every caller as one.")
+def session_user_in_policy(facts: Facts) -> Iterator[Hit]:
+    for pol in facts.policies:
+        if _reads_session_user(pol.using) or _reads_session_user(pol.with_check):
+            yield Hit(_policy_name(pol), "it compares with session_user",
+                      "read the caller from the request context (rlskit.user_id()) or "
+                      "current_user")
+
+
+@rule("RLS039", "warning", "tenant column allows NULL",
+      "A row without a tenant belongs to nobody: tenant isolation hides it from every "
+      "tenant, and a policy that admits NULL tenants shows it to all of them.")
+def nullable_tenant_column(facts: Facts) -> Iterator[Hit]:
+    for rel in _tables(facts):
+        if facts.is_tenant_table(rel) and rel.nullable is not None:
+            for column in sorted((rel.columns or frozenset()) & facts.scope.tenant_columns
+                                 & rel.nullable):
+                yield Hit(rel.qualified, f"{column} may be NULL",
+                          f"ALTER TABLE {_quoted(rel.qualified)} ALTER COLUMN "
+                          f"{maybe_double_quote_name(column)} SET NOT NULL")
+
+
+@rule("RLS040", "warning", "unique key of a tenant table without the tenant column",
+      "A unique key across tenants answers a question no policy guards: inserting a value "
+      "another tenant holds fails with a unique violation that names it, so a caller can "
+      "tell which slugs, emails or numbers other tenants use.")
+def unique_across_tenants(facts: Facts) -> Iterator[Hit]:
+    for rel in _tables(facts):
+        tenant = (rel.columns or frozenset()) & facts.scope.tenant_columns
+        if not tenant or not facts.is_tenant_table(rel):
+            continue
+        for key in rel.unique_keys or ():
+            if not tenant & set(key):
+                column = sorted(tenant)[0]
+                yield Hit(rel.qualified, f"unique ({', '.join(key)}) spans every tenant",
+                          f"make it unique ({maybe_double_quote_name(column)}, "
+                          f"{', '.join(map(maybe_double_quote_name, key))})")

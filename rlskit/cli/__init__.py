@@ -5,7 +5,7 @@ commands of one topic when it is imported here (as Alembic's ``autogenerate.comp
 gathers its comparators).
 """
 
-from . import access, database, keys, migrations, model, server  # noqa: F401 (registers)
+from . import access, database, keys, migrations, model, review, server  # noqa: F401 (registers)
 from .common import app
 
 __all__ = ["app"]

@@ -1,4 +1,5 @@
-"""``rlskit diff``, ``check``, ``verify`` and ``demo``: the database against the model."""
+"""``rlskit diff``, ``check``, ``verify``, ``explain`` and ``demo``: the database against the
+model."""
 
 from __future__ import annotations
 
@@ -182,58 +183,6 @@ def verify(
               f"{sum(s.ok for s in matrix.side_channels)} of {len(matrix.side_channels)} "
               "side channels closed", highlight=False)
     if not matrix.ok:
-        raise typer.Exit(1)
-
-
-class ReviewFormat(str, Enum):
-    text = "text"
-    markdown = "markdown"
-    json = "json"
-
-
-@app.command()
-@handled
-def review(
-    database: Annotated[str | None, typer.Option(
-        "--database", "-d", help="The database as it is (a superuser's URL; default: the "
-        "configured one, else the development server).")] = None,
-    model: ModelOption = None,
-    fmt: Annotated[ReviewFormat, typer.Option("--format", help="Output format.")
-                   ] = ReviewFormat.text,
-) -> None:
-    """What bringing the database to the model changes in who can do what; exit 1 on a
-    widening.
-
-    Each access-matrix cell (role × table × command) whose promise differs from what the
-    database does now: widening (someone gains access), narrowing (someone loses it) or
-    neutral. Probed inside a transaction that is rolled back; the model's tables must exist.
-    """
-    from ..verify import verify_database
-    from ..verify.review import Kind
-    from ..verify.review import review as review_matrix
-
-    config = load_config(model=model)
-    loaded = load_model(config.model, config.root)
-    url = database_or_dev_server(config, database)
-    with psycopg.connect(url) as conn, err.status("probing every role × table…"):
-        changes = review_matrix(verify_database(conn, loaded))
-    if fmt is ReviewFormat.json:
-        typer.echo(json.dumps([{"actor": c.actor, "relation": c.relation,
-                                "command": c.command, "before": str(c.before),
-                                "after": str(c.after), "kind": str(c.kind)}
-                               for c in changes], indent=2))
-    elif fmt is ReviewFormat.markdown:
-        rows = [f"| {c.actor} | {c.command} | {c.relation} | {c.before} | {c.after} | "
-                f"**{c.kind}** |" for c in changes]
-        typer.echo("\n".join(["| role | command | relation | now | after | change |",
-                              "|---|---|---|---|---|---|", *rows]))
-    else:
-        for change in changes:
-            typer.echo(str(change))
-    widening = sum(c.kind is Kind.WIDENING for c in changes)
-    err.print(f"{len(changes)} cell(s) change: {widening} widening, "
-              f"{sum(c.kind is Kind.NARROWING for c in changes)} narrowing", highlight=False)
-    if widening:
         raise typer.Exit(1)
 
 

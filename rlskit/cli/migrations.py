@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
+import psycopg
 import typer
 
-from ..config import load_config
-from ..migrations.commands import alembic_config
+from ..config import Config, load_config
+from ..errors import ConfigError
+from ..migrations.commands import Revision, alembic_config
+from ..model import Model
 from .common import (
     DatabaseOption,
     EnvOption,
@@ -68,6 +71,30 @@ def revision(
         return
     err.print(f"wrote {written.path.relative_to(config.root)} and "
               f"{written.sql_path.name}: {written.summary}", highlight=False, soft_wrap=True)
+    _review(config, loaded, url, written)
+
+
+def _review(config: Config, model: Model, url: str, written: Revision) -> None:
+    """Review the new revision against the one it revises, print the cells it changes
+    and record them in its ``.sql`` twin."""
+    from ..migrations.review import record
+    from ..migrations.review import review as review_states
+
+    try:
+        with err.status("reviewing who can do what before and after the revision…"):
+            outcome = review_states(config, model, url, written.down or "base", written.id)
+    except (ConfigError, psycopg.Error) as exc:
+        err.print(f"review not run ({exc}); run `rlskit review {written.down or 'base'} "
+                  f"{written.id}` on a server where you may create databases", highlight=False,
+                  soft_wrap=True)
+        return
+    record(written, outcome)
+    err.print(f"review: {outcome.summary}", highlight=False)
+    for change in outcome.changes:
+        err.print(f"  {change}", highlight=False, soft_wrap=True)
+    for change in outcome.unacknowledged:
+        err.print(f"  if intended, acknowledge it in the revision: {change.acknowledgement}",
+                  highlight=False, soft_wrap=True)
 
 
 SqlOption = Annotated[bool, typer.Option("--sql", help="Print the SQL instead of running it.")]

@@ -40,6 +40,7 @@ _NOUNS = dict(_TABLE_NOUNS) | {kind.noun: kind.nouns for kind in NOUNS}
 @dataclass(frozen=True)
 class Revision:
     id: str
+    down: str | None  # the revision it revises; None for the first
     path: Path
     sql_path: Path
     summary: str
@@ -150,7 +151,7 @@ def revision(settings: Config, message: str, database_url: str, model: Model | N
         f"-- The exact SQL of {path.name} for PostgreSQL {pg_version}, for review; "
         "apply the revision with `rlskit migrate`.\n\n"
         f"-- ==== upgrade ====\n{upgrade_sql}\n-- ==== downgrade ====\n{downgrade_sql}")
-    return Revision(script.revision, path, sql_path, summary[0])
+    return Revision(script.revision, down, path, sql_path, summary[0])
 
 
 @dataclass(frozen=True)

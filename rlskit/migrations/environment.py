@@ -40,13 +40,14 @@ def run_migrations(target_metadata: MetaData | None = None, model: Model | None 
     """Run Alembic (online or offline) with rlskit's ops and autogenerate plugin.
 
     `target_metadata` is your SQLAlchemy metadata when Alembic also manages the tables;
-    `model` defaults to ``[tool.rlskit] model``.
+    `model` defaults to ``[tool.rlskit] model``; the model an rlskit command runs with
+    comes first.
     """
     config = context.config
     settings = load_config(_project_dir(config))
-    if model is None:
-        model = config.attributes.get("rlskit_model") or load_model(settings.model,
-                                                                    settings.root)
+    # the command's model wins (an environment's role prefix, a review's scratch prefix)
+    model = (config.attributes.get("rlskit_model") or model
+             or load_model(settings.model, settings.root))
     x_args = context.get_x_argument(as_dictionary=True)
     pg_version = int(config.attributes.get("rlskit_pg_version")
                      or x_args.get("pg_version") or DEFAULT_PG_VERSION)

@@ -26,14 +26,19 @@ __all__ = ["Cell", "Insertion", "Matrix", "Observation", "Outcome", "Promise", "
            "Verdict", "verify_database", "verify_scratch"]
 
 _OWNER = """
-SELECT pg_catalog.pg_get_userbyid(c.relowner)
-FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = %s AND c.relname = %s"""
+SELECT pg_catalog.pg_get_userbyid(c.relowner), m.n
+FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS m (schema, name, n)
+JOIN pg_catalog.pg_namespace s ON s.nspname = m.schema
+JOIN pg_catalog.pg_class c ON c.relnamespace = s.oid AND c.relname = m.name
+ORDER BY m.n LIMIT 1"""  # the owner of the first of the tables that exists
 
 
-def verify_database(conn: psycopg.Connection, model: Model) -> Matrix:
+def verify_database(conn: psycopg.Connection, model: Model, *, expect: bool = True,
+                    only: set[str] | None = None) -> Matrix:
     """Seed, probe and roll back on the database of `conn`, which must be a superuser's
-    (seeding writes every tenant's rows; probing switches to every role)."""
+    (seeding writes every tenant's rows; probing switches to every role). ``expect=False``
+    observes only, on a database in another state than the model's; `only` limits the
+    relations probed (see `run_matrix`)."""
     model.validate()
     if not one(conn.execute("SELECT rolsuper FROM pg_catalog.pg_roles "
                         "WHERE rolname = current_user"))[0]:
@@ -41,13 +46,15 @@ def verify_database(conn: psycopg.Connection, model: Model) -> Matrix:
                           f"{conn.info.user!r}: it seeds every tenant and acts as every role")
     if not model.tables:
         raise ConfigError("rlskit verify: the model declares no tables")
-    first = next(iter(model.tables.values()))
-    row = conn.execute(_OWNER, [first.schema, first.name]).fetchone()
-    if row is None:
+    schemas, names = zip(*((t.schema, t.name) for t in model.tables.values()), strict=True)
+    row = conn.execute(_OWNER, [list(schemas), list(names)]).fetchone()
+    if expect and (row is None or row[1] != 1):
+        first = next(iter(model.tables.values()))
         raise ConfigError(f"rlskit verify: table {first.qualified} does not exist in "
                           f"database {conn.info.dbname!r}")
+    owner = row[0] if row else conn.info.user  # none of the model's tables exists yet
     try:
-        return run_matrix(conn, model, row[0])
+        return run_matrix(conn, model, owner, expect=expect, only=only)
     finally:
         conn.rollback()
 

@@ -23,14 +23,15 @@ from psycopg import errors, sql
 
 from ..context import context_settings
 from ..errors import ConfigError
-from ..keystore import rotate
+from ..keystore import has_key_table, rotate
 from ..model import ROW_COMMANDS, Model
+from ..reach import reachable
 from ..rows import one
 from ..seal import ContextKey, sealed_settings
 from ..target import target_objects
 from .outcome import DENIED, INSERTED, REFUSED, Insertion, Outcome, Promise, Result, promise
 from .promise import Actor, Promises, actors
-from .seed import Seeded, insert_row, insert_statement, row_values, seed
+from .seed import Seeded, insert_row, insert_statement, row_values, seed, seed_root
 from .shapes import Shape, read_shapes
 
 __all__ = ["Cell", "Matrix", "Observation", "SideChannel", "run_matrix"]
@@ -111,12 +112,29 @@ def _outcome(exc: psycopg.Error) -> Outcome:
     return Outcome.error(exc.sqlstate or "")
 
 
+def _scope(only: set[str], shapes: dict[str, Shape], promises: Promises
+           ) -> tuple[set[str], set[str]]:
+    """The relations to probe — `only`, and every relation whose policies or view read one
+    of them, at any remove — and the relations to seed: those, and what they read or
+    reference."""
+    readers: dict[str, set[str]] = {}
+    for relation in shapes:
+        for read in promises.reads(relation):
+            readers.setdefault(read, set()).add(relation)
+    probed = reachable(only & set(shapes), lambda r: readers.get(r, ()))
+    seeded = reachable(probed, lambda r: promises.reads(r) | {
+        target for target, _ in shapes[r].references.values()} if r in shapes else ())
+    return probed, seeded & set(shapes)
+
+
 class _Run:
     def __init__(self, conn: psycopg.Connection, model: Model, owner: str,
-                 key: ContextKey | None) -> None:
+                 key: ContextKey | None, expect: bool = True,
+                 only: set[str] | None = None) -> None:
         self.conn = conn
         self.model = model
         self.key = key
+        self.expect = expect
         version = conn.info.server_version // 10000
         self.promises = Promises(model, target_objects(model, version))
         names = [(t.schema, t.name) for t in model.tables.values()]
@@ -125,11 +143,21 @@ class _Run:
         self.shapes = {f"{s}.{n}": shapes[f"{s}.{n}"] for s, n in names
                        if f"{s}.{n}" in shapes}  # in model order
         missing = [f"{s}.{n}" for s, n in names if f"{s}.{n}" not in self.shapes]
-        if missing:
+        if missing and expect:
             raise ConfigError(f"rlskit verify: {', '.join(missing)} missing from the database")
+        self.probed = set(self.shapes)
+        if only is not None:
+            self.probed, seeded = _scope(only, self.shapes, self.promises)
+            root = seed_root(model, self.shapes)
+            self.shapes = {q: s for q, s in self.shapes.items() if q in seeded or q == root}
         self.tables = {q: s for q, s in self.shapes.items() if s.kind == "table"}
         self.seeded: Seeded = seed(conn, model, self.tables, TENANTS)
         self.actors = actors(model, owner)
+        if not expect:  # a state of the database before some roles existed
+            present = {name for (name,) in conn.execute(
+                "SELECT rolname FROM pg_catalog.pg_roles WHERE rolname = ANY(%s)",
+                [[a.name for a in self.actors]])}
+            self.actors = [a for a in self.actors if a.name in present]
         self.numbers = count(5000)
         self.tenant_columns = {t.qualified: t.tenant_column for t in model.tables.values()}
         self.copies = {q: self._copy(i, q) for i, q in enumerate(self.tables)}
@@ -172,7 +200,7 @@ class _Run:
         values = self.seeded.contexts.get(context)
         if not values:
             return ()
-        if actor is None:
+        if actor is None or self.key is None:  # no context to seal, or no key table
             return context_settings(self.model, values)
         return sealed_settings(self.model, actor.name, values, self.key)
 
@@ -223,6 +251,8 @@ class _Run:
                                                     sql.Identifier(shape.schema, shape.name))
         actual = self.attempt(actor, context, lambda: Outcome.of_rows(self.labels(
             relation, shape, self.conn.execute(query).fetchall(), read)))
+        if not self.expect:
+            return Observation(context, actual, actual)
         if not self.promises.allowed(actor, relation, "SELECT", read):
             return Observation(context, DENIED, actual)
         if shape.kind == "view":
@@ -267,6 +297,8 @@ class _Run:
             sql.Identifier(shape.schema, shape.name), sql.Identifier(column),
             sql.Identifier(column))
         actual = self._write(actor, relation, context, statement)
+        if not self.expect:
+            return Observation(context, actual, actual)
         if not (self.promises.allowed(actor, relation, "UPDATE", (column,))
                 and self.promises.allowed(actor, relation, "SELECT", (column,))):
             return Observation(context, DENIED, actual)
@@ -283,6 +315,8 @@ class _Run:
         shape = self.tables[relation]
         statement = sql.SQL("DELETE FROM {}").format(sql.Identifier(shape.schema, shape.name))
         actual = self._write(actor, relation, context, statement)
+        if not self.expect:
+            return Observation(context, actual, actual)
         if not self.promises.allowed(actor, relation, "DELETE"):
             return Observation(context, DENIED, actual)
         return Observation(context, Outcome.of_rows(self.expected_rows(
@@ -317,7 +351,8 @@ class _Run:
                     return INSERTED
 
                 actual = self.attempt(actor, context, work, keys=False)
-                expected = self._expected_insert(actor, relation, context, values)
+                expected = (self._expected_insert(actor, relation, context, values)
+                            if self.expect else actual)
             parts.append((expected, actual))
         (own_expected, own), (other_expected, other) = parts
         return Observation(context, Insertion(own_expected, other_expected),
@@ -347,7 +382,7 @@ class _Run:
         that collides with tenant B's key, or references B's rows; the error must not
         show B's values."""
         for table in self.model.tables.values():
-            if not table.tenant_column or table.qualified not in self.tables:
+            if not table.tenant_column or table.qualified not in self.probed:
                 continue
             shape = self.tables[table.qualified]
             theirs = self.seeded.rows[table.qualified]["B1"]
@@ -393,14 +428,22 @@ class _Run:
         return SideChannel(relation, actor.label, name, outcome, revealed)
 
 
-def run_matrix(conn: psycopg.Connection, model: Model, owner: str) -> Matrix:
+def run_matrix(conn: psycopg.Connection, model: Model, owner: str, *, expect: bool = True,
+               only: set[str] | None = None) -> Matrix:
     """Seed, probe and compare, inside the caller's transaction (roll it back after). A
     sealed model's contexts are sealed with a key of the run's own, added to the key table
-    for the transaction."""
+    for the transaction.
+
+    ``expect=False`` observes only (each observation expects what it saw), for a database
+    in some other state than the model's: the model's relations and roles that do not exist
+    there are left out, and contexts are sealed only when the database has a key table.
+    `only` (qualified names) limits the cells to those relations and the relations whose
+    policies or views read them (a review of a change to a few of them)."""
+    sealed = model.sealed and (expect or has_key_table(conn, model.helpers_schema))
     key = (rotate(conn, model.helpers_schema, ContextKey.generate(f"verify-{uuid.uuid4().hex}"))
-           if model.sealed else None)
-    run = _Run(conn, model, owner, key)
-    relations = list(run.shapes)
+           if sealed else None)
+    run = _Run(conn, model, owner, key, expect, only)
+    relations = [r for r in run.shapes if r in run.probed]
     matrix = Matrix([a.label for a in run.actors], relations)
     probes = {"SELECT": run.select, "INSERT": run.insert, "UPDATE": run.update,
               "DELETE": run.delete}
@@ -412,5 +455,6 @@ def run_matrix(conn: psycopg.Connection, model: Model, owner: str) -> Matrix:
                                      for context in CONTEXTS)
                 matrix.cells.append(Cell(actor.label, relation, command, observations,
                                          tuple(run.seeded.rows.get(relation, {}))))
-    matrix.side_channels = list(run.side_channels())
+    if expect:
+        matrix.side_channels = list(run.side_channels())
     return matrix

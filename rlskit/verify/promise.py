@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from .. import objects as o
 from ..model import Model, row_commands
+from ..sqltext import relations_read
 
 __all__ = ["Actor", "Promises", "actors"]
 
@@ -92,3 +93,12 @@ class Promises:
             return None
         either = " OR ".join(f"({t})" for t in permissive)
         return " AND ".join([*(f"({t})" for t in restrictive), f"({either})"])
+
+    def reads(self, relation: str) -> set[str]:
+        """The relations that `relation`'s policies (or its view query) read."""
+        schema = relation.partition(".")[0]
+        texts = [f"SELECT {t}" for p in self.policies.get(relation, ())
+                 for t in (p.using, p.with_check) if t is not None]
+        if relation in self.views:
+            texts.append(self.views[relation].query)
+        return {r for text in texts for r in relations_read(text, schema)}

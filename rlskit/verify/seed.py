@@ -16,7 +16,7 @@ from ..model import Model
 from ..rows import one
 from .shapes import Column, Shape
 
-__all__ = ["Seeded", "insert_row", "insert_statement", "row_values", "seed"]
+__all__ = ["Seeded", "insert_row", "insert_statement", "row_values", "seed", "seed_root"]
 
 ROWS_PER_TENANT = 2
 TENANT_CONTEXT = "tenant_id"
@@ -48,7 +48,7 @@ class Seeded:
         return "other"
 
 
-def _root(model: Model, shapes: dict[str, Shape]) -> str | None:
+def seed_root(model: Model, shapes: dict[str, Shape]) -> str | None:
     """The tenant table whose key is its tenant column: its rows are the tenants."""
     for table in model.tables.values():
         shape = shapes.get(table.qualified)
@@ -101,7 +101,7 @@ def seed(conn: psycopg.Connection, model: Model, shapes: dict[str, Shape],
          tenants: tuple[str, ...]) -> Seeded:
     """Insert rows for each tenant label (as a role that bypasses RLS)."""
     seeded = Seeded()
-    root = _root(model, shapes)
+    root = seed_root(model, shapes)
     tenant_columns = {t.qualified: t.tenant_column for t in model.tables.values()}
     tenant_type = next((shapes[q].column(c) for q, c in tenant_columns.items()
                         if c and q in shapes), None)
