@@ -30,6 +30,7 @@ from rlskit.runtime import check_connection
 from rlskit.seal import ContextKey
 from rlskit.server import private_workdir
 from rlskit.target import target_objects
+from rlskit.verify import verify_database
 from rlskit.testing.citus import CitusCluster, citus_cluster, citus_unavailable
 
 TABLES = """
@@ -295,3 +296,24 @@ def test_a_tenant_query_runs_on_one_shard_only_when_it_names_the_tenant(installe
         other = conn.execute(query + " WHERE tenant_id = %s", [installed.b]).fetchone()
     assert (fanned, routed, other) == (8, 1, (0,))  # citus.shard_count = 8
 
+
+
+def test_verify_proves_the_matrix_through_the_coordinator(installed):
+    citus, model = installed
+    with citus.connect() as conn:
+        before = conn.execute("SELECT (SELECT count(*) FROM tenant), "
+                              "(SELECT count(*) FROM project)").fetchone()
+        matrix = verify_database(conn, model)
+        after = conn.execute("SELECT (SELECT count(*) FROM tenant), "
+                             "(SELECT count(*) FROM project)").fetchone()
+        live_keys = conn.execute("SELECT count(*) FROM rlskit.context_key "
+                                 "WHERE retired_at IS NULL").fetchone()
+    assert [(c.actor, c.relation, c.command) for c in matrix.violations] == []
+    assert matrix.ok and len(matrix.cells) == 24  # member, app, owner × 2 tables × 4
+    promised = {(c.actor, c.relation, c.command): str(c.promise) for c in matrix.cells}
+    assert promised[("member", "public.project", "SELECT")] == "own tenant"
+    assert promised[("member", "public.project", "INSERT")] == "own tenant"
+    assert promised[("member", "public.project", "DELETE")] == "denied"
+    assert promised[("member", "public.tenant", "SELECT")] == "own tenant"
+    assert after == before  # the seed rows, committed on Citus, are gone again
+    assert live_keys == (1,)  # the run's own key is retired; the session's stays

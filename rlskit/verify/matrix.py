@@ -23,7 +23,7 @@ from psycopg import errors, sql
 
 from ..context import context_settings
 from ..errors import ConfigError
-from ..keystore import has_key_table, rotate
+from ..keystore import has_key_table, retire, rotate
 from ..model import ROW_COMMANDS, Model
 from ..reach import reachable
 from ..rows import one
@@ -151,7 +151,8 @@ class _Run:
             root = seed_root(model, self.shapes)
             self.shapes = {q: s for q, s in self.shapes.items() if q in seeded or q == root}
         self.tables = {q: s for q, s in self.shapes.items() if s.kind == "table"}
-        self.seeded: Seeded = seed(conn, model, self.tables, TENANTS)
+        self.seeded = Seeded()  # filled as rows go in, so that `unseed` finds them all
+        seed(conn, model, self.tables, TENANTS, self.seeded)
         self.actors = actors(model, owner)
         if not expect:  # a state of the database before some roles existed
             present = {name for (name,) in conn.execute(
@@ -185,13 +186,20 @@ class _Run:
         ``keys=False`` switches foreign-key checks off (``session_replication_role``) so
         that a write measures access, not referential integrity."""
         with self.conn.transaction(force_rollback=True):
-            if not keys:
+            if self.model.citus:  # Citus passes SET LOCAL on to its workers
+                self.conn.execute("SET LOCAL citus.propagate_set_commands = 'local'")
+            if not keys and not self.model.citus:  # a superuser's setting, which Citus
+                # would replay on the workers as the probing role: there keys stay checked
                 self.conn.execute("SET LOCAL session_replication_role = replica")
             if actor is not None:
                 self.conn.execute(sql.SQL("SET LOCAL ROLE {}").format(
                     sql.Identifier(actor.name)))
             for name, value in self._settings(actor, context):
-                self.conn.execute("SELECT set_config(%s, %s, true)", [name, value])
+                if self.model.citus:  # (not set_config); SET takes no parameters
+                    self.conn.execute(sql.SQL("SET LOCAL {} = {}").format(
+                        sql.Identifier(*name.split(".")), sql.Literal(value)))
+                else:
+                    self.conn.execute("SELECT set_config(%s, %s, true)", [name, value])
             yield
 
     def _settings(self, actor: Actor | None, context: str) -> tuple[tuple[str, str], ...]:
@@ -220,6 +228,17 @@ class _Run:
     def key_sql(self, shape: Shape, columns: tuple[str, ...] | None = None) -> sql.Composable:
         return sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c))
                                   for c in columns or shape.key)
+
+    def unseed(self) -> None:
+        """Delete the seeded rows, the referencing ones first (on Citus, where they were
+        committed)."""
+        for relation, rows in reversed(self.seeded.rows.items()):
+            shape = self.tables[relation]
+            for row in rows.values():
+                self.conn.execute(sql.SQL("DELETE FROM ONLY {} WHERE {}").format(
+                    sql.Identifier(shape.schema, shape.name), sql.SQL(" AND ").join(
+                        sql.SQL("{}::text = {}").format(sql.Identifier(c), sql.Literal(row[c]))
+                        for c in shape.key)))
 
     # -- expected -----------------------------------------------------------------------
 
@@ -274,9 +293,15 @@ class _Run:
 
     def _write(self, actor: Actor, relation: str, context: str,
                statement: sql.SQL | sql.Composed) -> Outcome:
-        """Run `statement`; the rows it touched (new row versions or rows gone)."""
-        before = self._snapshot(relation)
+        """Run `statement`; the rows it touched (new row versions or rows gone). On Citus
+        they come back by RETURNING: the probe's transaction, having written through the
+        actor's connections to the workers, cannot read through another role's."""
         shape = self.tables[relation]
+        if self.model.citus:
+            returning = sql.SQL("{} RETURNING {}").format(statement, self.key_sql(shape))
+            return self.attempt(actor, context, lambda: Outcome.of_rows(self.labels(
+                relation, shape, self.conn.execute(returning).fetchall())), keys=False)
+        before = self._snapshot(relation)
 
         def work() -> Outcome:
             self.conn.execute(statement)
@@ -286,6 +311,10 @@ class _Run:
             return Outcome.of_rows(self.labels(relation, shape, touched))
 
         return self.attempt(actor, context, work, keys=False)
+
+    def _returned(self, shape: Shape, *columns: str) -> tuple[str, ...]:
+        """The columns a write reads: `columns`, and on Citus the key it returns."""
+        return (*columns, *shape.key) if self.model.citus else columns
 
     def update(self, actor: Actor, relation: str, context: str) -> Observation:
         shape = self.tables[relation]
@@ -300,7 +329,8 @@ class _Run:
         if not self.expect:
             return Observation(context, actual, actual)
         if not (self.promises.allowed(actor, relation, "UPDATE", (column,))
-                and self.promises.allowed(actor, relation, "SELECT", (column,))):
+                and self.promises.allowed(actor, relation, "SELECT",
+                                          self._returned(shape, column))):
             return Observation(context, DENIED, actual)
         rows = self.promises.rows(actor, relation, "UPDATE")
         reads = self.promises.rows(actor, relation, "SELECT")  # SET c = c reads c
@@ -317,10 +347,15 @@ class _Run:
         actual = self._write(actor, relation, context, statement)
         if not self.expect:
             return Observation(context, actual, actual)
-        if not self.promises.allowed(actor, relation, "DELETE"):
+        if not self.promises.allowed(actor, relation, "DELETE") or (
+                self.model.citus and not self.promises.allowed(actor, relation, "SELECT",
+                                                               shape.key)):
             return Observation(context, DENIED, actual)
+        predicates = [self.promises.rows(actor, relation, "DELETE")]
+        if self.model.citus:  # RETURNING reads the rows: the SELECT policies apply too
+            predicates.append(self.promises.rows(actor, relation, "SELECT"))
         return Observation(context, Outcome.of_rows(self.expected_rows(
-            actor, context, relation, self.promises.rows(actor, relation, "DELETE"))), actual)
+            actor, context, relation, *predicates)), actual)
 
     def candidate(self, relation: str, tenant: str) -> dict[str, str]:
         """A new row for `tenant`; rows it references by key are made fresh (in the
@@ -434,15 +469,36 @@ def run_matrix(conn: psycopg.Connection, model: Model, owner: str, *, expect: bo
     sealed model's contexts are sealed with a key of the run's own, added to the key table
     for the transaction.
 
+    On Citus, where one transaction cannot act as several roles on the workers, every probe
+    is a transaction of its own, rolled back, over seed rows and a key that are committed
+    and removed at the end.
+
     ``expect=False`` observes only (each observation expects what it saw), for a database
     in some other state than the model's: the model's relations and roles that do not exist
     there are left out, and contexts are sealed only when the database has a key table.
     `only` (qualified names) limits the cells to those relations and the relations whose
     policies or views read them (a review of a change to a few of them)."""
-    sealed = model.sealed and (expect or has_key_table(conn, model.helpers_schema))
-    key = (rotate(conn, model.helpers_schema, ContextKey.generate(f"verify-{uuid.uuid4().hex}"))
-           if sealed else None)
-    run = _Run(conn, model, owner, key, expect, only)
+    if model.citus:
+        conn.rollback()
+        conn.autocommit = True
+    run: _Run | None = None
+    key = None
+    try:
+        if model.sealed and (expect or has_key_table(conn, model.helpers_schema)):
+            key = rotate(conn, model.helpers_schema,
+                         ContextKey.generate(f"verify-{uuid.uuid4().hex}"))
+        run = _Run(conn, model, owner, key, expect, only)
+        return _probe(run, expect)
+    finally:
+        if model.citus:
+            if run is not None:
+                run.unseed()
+            if key is not None:
+                retire(conn, model.helpers_schema, key.kid)
+            conn.autocommit = False
+
+
+def _probe(run: _Run, expect: bool) -> Matrix:
     relations = [r for r in run.shapes if r in run.probed]
     matrix = Matrix([a.label for a in run.actors], relations)
     probes = {"SELECT": run.select, "INSERT": run.insert, "UPDATE": run.update,

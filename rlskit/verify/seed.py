@@ -98,9 +98,10 @@ def _existing(conn: psycopg.Connection, table: str, column: str) -> str | None:
 
 
 def seed(conn: psycopg.Connection, model: Model, shapes: dict[str, Shape],
-         tenants: tuple[str, ...]) -> Seeded:
-    """Insert rows for each tenant label (as a role that bypasses RLS)."""
-    seeded = Seeded()
+         tenants: tuple[str, ...], seeded: Seeded | None = None) -> Seeded:
+    """Insert rows for each tenant label (as a role that bypasses RLS), recorded in
+    `seeded` (a new one by default) as they go in."""
+    seeded = Seeded() if seeded is None else seeded
     root = seed_root(model, shapes)
     tenant_columns = {t.qualified: t.tenant_column for t in model.tables.values()}
     tenant_type = next((shapes[q].column(c) for q, c in tenant_columns.items()
