@@ -304,9 +304,12 @@ def _drop_table_owner(obj: o.TableOwner, pg_version: int) -> list[sql.Composable
 
 @drop.register
 def _drop_distribution(obj: o.Distribution, pg_version: int) -> list[sql.Composable]:
-    """Back to a plain table on the coordinator, its rows with it."""
-    return [sql.SQL("SELECT undistribute_table({})").format(
-        sql.Literal(f"{quote(obj.schema)}.{quote(obj.table)}"))]
+    """Back to a plain table on the coordinator, its rows with it. Citus undistributes a
+    table together with the tables its foreign keys connect it to (never one alone), so
+    a table an earlier drop brought back already is left as it is."""
+    table = sql.Literal(f"{quote(obj.schema)}.{quote(obj.table)}")
+    return [sql.SQL("SELECT undistribute_table(logicalrelid, cascade_via_foreign_keys => true) "
+                    "FROM pg_dist_partition WHERE logicalrelid = {}::regclass").format(table)]
 
 
 @drop.register

@@ -48,6 +48,7 @@ __all__ = [
     "list_keys",
     "retire",
     "rotate",
+    "sync_workers",
     "verifier_source",
 ]
 
@@ -137,21 +138,24 @@ def _functions(schema: str) -> list[tuple[sql.Composable, sql.Composable]]:
             (Ident(schema, KEY_STATUS), sql.SQL("kid text, probe text"))]
 
 
+def _key_table(schema: str, owner: str, citus: bool) -> list[sql.Composable]:
+    """The key table (if missing), its owner, no grants, and the comment that marks it."""
+    table = Ident(schema, KEY_TABLE)
+    comment = KEYSTORE_COMMENT + (EVERY_NODE if citus else "")
+    return [sql.SQL(_TABLE).format(table=table),
+            sql.SQL("ALTER TABLE {} OWNER TO {}").format(table, Ident(owner)),
+            sql.SQL("REVOKE ALL ON TABLE {} FROM PUBLIC").format(table),
+            sql.SQL("COMMENT ON TABLE {} IS {}").format(table, sql.Literal(comment))]
+
+
 def create_keystore(obj: ContextSeal) -> list[sql.Composable]:
     """Create the key owner (if missing), the key table (if missing: keys survive a
     re-run) and the functions (replaced), with their owner and grants."""
-    table = Ident(obj.schema, KEY_TABLE)
     owner = Ident(obj.owner)
-    comment = KEYSTORE_COMMENT + (EVERY_NODE if obj.citus else "")
-    local: list[sql.Composable] = [
-        sql.SQL(_TABLE).format(table=table),
-        sql.SQL("ALTER TABLE {} OWNER TO {}").format(table, owner),
-        sql.SQL("REVOKE ALL ON TABLE {} FROM PUBLIC").format(table),
-        sql.SQL("COMMENT ON TABLE {} IS {}").format(table, sql.Literal(comment))]
     out: list[sql.Composable] = [
         _owner_role(obj.owner),
         sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(Ident(obj.schema), owner),
-        *local, *(on_workers(stmt) for stmt in (local if obj.citus else ())),
+        *_key_table(obj.schema, obj.owner, obj.citus),
         sql.SQL("CREATE OR REPLACE FUNCTION {}(caller name, setting text) RETURNS text "
                 "LANGUAGE plpgsql STABLE PARALLEL SAFE {} AS {}").format(
             Ident(obj.schema, VERIFIER), _DEFINER,
@@ -230,6 +234,33 @@ def has_key_table(conn: psycopg.Connection, schema: str) -> bool:
 
 def _on_every_node(conn: psycopg.Connection, schema: str) -> bool:
     return _key_table_comment(conn, schema) == KEYSTORE_COMMENT + EVERY_NODE
+
+
+_KEYS = "SELECT id, inner_pad, outer_pad, created_at, retired_at FROM {}"
+_UPSERT = ("INSERT INTO {} (id, inner_pad, outer_pad, created_at, retired_at) "
+           "VALUES ({}, {}, {}, {}, {}) ON CONFLICT (id) DO UPDATE SET "
+           "inner_pad = EXCLUDED.inner_pad, outer_pad = EXCLUDED.outer_pad, "
+           "retired_at = EXCLUDED.retired_at")
+
+
+def sync_workers(conn: psycopg.Connection, schema: str) -> int:
+    """On a Citus cluster whose key table is on every node: make the workers' key tables
+    (where missing) and copy the coordinator's keys into them; the number of keys copied
+    (0 elsewhere). Run outside the transaction that created the key table, which the
+    workers' own connections cannot see: `rlskit migrate` runs it after committing."""
+    if not _on_every_node(conn, schema):
+        return 0
+    owner = one(conn.execute("SELECT pg_catalog.pg_get_userbyid(relowner) FROM "
+                             "pg_catalog.pg_class WHERE oid = pg_catalog.to_regclass(%s)",
+                             [f"{quote(schema)}.{quote(KEY_TABLE)}"]))[0]
+    with conn.transaction():
+        for statement in _key_table(schema, owner, citus=True):
+            conn.execute(on_workers(statement, conn))
+        keys = conn.execute(sql.SQL(_KEYS).format(_table(schema))).fetchall()
+        for row in keys:
+            conn.execute(on_workers(sql.SQL(_UPSERT).format(
+                _table(schema), *map(sql.Literal, row)), conn))
+    return len(keys)
 
 
 def rotate(conn: psycopg.Connection, schema: str, key: ContextKey | None = None

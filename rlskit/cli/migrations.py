@@ -7,6 +7,7 @@ import json
 from typing import Annotated
 
 import psycopg
+import sqlalchemy.exc
 import typer
 
 from ..config import Config, load_config
@@ -83,8 +84,9 @@ def _review(config: Config, model: Model, url: str, written: Revision) -> None:
     try:
         with err.status("reviewing who can do what before and after the revision…"):
             outcome = review_states(config, model, url, written.down or "base", written.id)
-    except (ConfigError, psycopg.Error) as exc:
-        err.print(f"review not run ({exc}); run `rlskit review {written.down or 'base'} "
+    except (ConfigError, psycopg.Error, sqlalchemy.exc.DBAPIError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        err.print(f"review not run ({reason}); run `rlskit review {written.down or 'base'} "
                   f"{written.id}` on a server where you may create databases", highlight=False,
                   soft_wrap=True)
         return

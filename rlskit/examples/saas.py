@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, func, text
+from sqlalchemy import ForeignKey, Index, MetaData, PrimaryKeyConstraint, String, func, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from rlskit import Claim, Model
@@ -59,14 +59,39 @@ class Flow(Base):
 metadata = Base.metadata
 
 
-def build_model(role_prefix: str = "") -> Model:
-    """The example's access model; `role_prefix` separates environments in one cluster."""
+def _citus_metadata() -> MetaData:
+    """The same tables for Citus, where every unique key of a distributed table holds its
+    distribution column: a flow's key is (tenant_id, id)."""
+    out = MetaData()
+    for table in metadata.sorted_tables:
+        table.to_metadata(out)
+    flow = out.tables["flow"]
+    flow.c.tenant_id.primary_key = True
+    flow.append_constraint(PrimaryKeyConstraint("tenant_id", "id"))
+    return out
+
+
+citus_metadata = _citus_metadata()
+
+
+def build_model(role_prefix: str = "", *, citus: bool = False) -> Model:
+    """The example's access model; `role_prefix` separates environments in one cluster.
+
+    ``citus=True``: the same model sharded on a Citus cluster — memberships and flows
+    distributed by tenant (their tables from `citus_metadata`), tenants and users copied to
+    every node. Citus refuses policies
+    that read other tables, so there a user sees only their own profile in ``users`` and
+    the directory of fellow members (which would show only that) is left out."""
     model = Model(schema="public", settings_prefix="app", role_prefix=role_prefix)
     model.context(
         tenant_id=Claim("tenant_id", type="uuid"),
         user_id=Claim("sub", type="uuid"),
         department=Claim("department", type="text", required=False),
     )
+
+    tenant, user, membership_table, flow = (
+        (citus_metadata.tables[name] for name in ("tenant", "users", "membership", "flow"))
+        if citus else (Tenant, User, Membership, Flow))
 
     read_only = model.role("read_only")
     member = model.role("member", inherits=read_only)
@@ -82,27 +107,37 @@ def build_model(role_prefix: str = "") -> Model:
     model.assign(runner, role_claim="runner")
     model.assign(read_only, attributes={"department": "Sales"})
 
-    model.tenant_table(Tenant, tenant_column="id",
+    model.tenant_table(tenant, tenant_column="id",
                        grants={read_only: "SELECT", admin: "UPDATE (name)"})
 
-    users = model.table(User, rls=True,
+    users = model.table(user, rls=True,
                         grants={read_only: "SELECT (id, email, first_name, last_name)"})
-    users.policy("fellow_members", command="SELECT", to=read_only,
-                 using="EXISTS (SELECT 1 FROM membership m WHERE m.user_id = users.id)")
+    if citus:
+        users.policy("own_profile", command="SELECT", to=read_only,
+                     using="id = rlskit.user_id()")
+    else:
+        users.policy("fellow_members", command="SELECT", to=read_only,
+                     using="EXISTS (SELECT 1 FROM membership m WHERE m.user_id = users.id)")
 
-    membership = model.tenant_table(Membership, grants={
+    membership = model.tenant_table(membership_table, grants={
         read_only: "SELECT", member: "SELECT, DELETE", admin: "ALL"})
     membership.policy("leave_tenant", command="DELETE", to=member,
                       using="user_id = rlskit.user_id()")
     membership.policy("admin_remove", command="DELETE", to=admin, using="true")
 
-    model.tenant_table(Flow, grants={
+    model.tenant_table(flow, grants={
         read_only: "SELECT",
         member: "SELECT, INSERT, UPDATE",
         admin: "ALL",
         runner: "SELECT, UPDATE (status)",
     })
 
+    if citus:
+        model.reference_table(tenant)
+        model.reference_table(user)
+        model.distribute(membership_table, by="tenant_id")
+        model.distribute(flow, by="tenant_id", colocate_with=membership_table)
+        return model
     model.view(
         "member_directory",
         query="SELECT u.id, u.email, u.first_name, u.last_name FROM users u "
@@ -113,3 +148,4 @@ def build_model(role_prefix: str = "") -> Model:
 
 
 model = build_model()
+citus_model = build_model(citus=True)

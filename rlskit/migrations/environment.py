@@ -3,7 +3,8 @@
 The database URL comes from the command (``rlskit migrate``), else ``sqlalchemy.url`` in
 the Alembic configuration, else rlskit's own configuration (``RLSKIT_DATABASE_URL``,
 ``DATABASE_URL``, ``[tool.rlskit] database_url``). Online, all revisions run in one
-transaction, so a failing migration leaves the database as it was. Offline (``--sql``),
+transaction, so a failing migration leaves the database as it was (on Citus, the workers'
+copies of the context key table follow once it commits). Offline (``--sql``),
 SQL is printed for the PostgreSQL version given by ``-x pg_version=N`` (default 18).
 """
 
@@ -12,13 +13,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from alembic import context
 from sqlalchemy import MetaData, create_engine, pool
 
 from ..config import load_config, load_model
 from ..generate import DEFAULT_PG_VERSION, check_pg_version
+from ..keystore import sync_workers
 from ..model import Model
-from ..urls import sqlalchemy_url
+from ..urls import libpq_url, sqlalchemy_url
 from .compare import PLUGIN
 
 __all__ = ["run_migrations"]
@@ -33,6 +36,13 @@ def _project_dir(config: Any) -> Path | None:
         if name:
             return Path(name).resolve().parent
     return None
+
+
+def _citus_mode(model: Model) -> None:
+    """On Citus, DDL on reference tables may follow a sharded table's in one transaction
+    only when Citus sends shard commands over one connection per node."""
+    if model.citus:
+        context.execute("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'")
 
 
 def run_migrations(target_metadata: MetaData | None = None, model: Model | None = None
@@ -82,10 +92,15 @@ def run_migrations(target_metadata: MetaData | None = None, model: Model | None 
         context.configure(url=sqlalchemy_url(url or "postgresql+psycopg://"),
                           literal_binds=True, dialect_opts={"paramstyle": "named"}, **options)
         with context.begin_transaction():
+            _citus_mode(model)
             context.run_migrations()
         return
     engine = create_engine(sqlalchemy_url(str(url)), poolclass=pool.NullPool)
     with engine.connect() as connection:
         context.configure(connection=connection, **options)
         with context.begin_transaction():
+            _citus_mode(model)
             context.run_migrations()
+    if model.citus and model.sealed:  # the workers' key tables, once the keys' is committed
+        with psycopg.connect(libpq_url(str(url)), autocommit=True) as conn:
+            sync_workers(conn, model.helpers_schema)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from itertools import count
 
@@ -26,7 +26,7 @@ from ..errors import ConfigError
 from ..keystore import has_key_table, retire, rotate
 from ..model import ROW_COMMANDS, Model
 from ..reach import reachable
-from ..rows import one
+from ..rows import as_text, one
 from ..seal import ContextKey, sealed_settings
 from ..target import target_objects
 from .outcome import DENIED, INSERTED, REFUSED, Insertion, Outcome, Promise, Result, promise
@@ -152,6 +152,7 @@ class _Run:
             self.shapes = {q: s for q, s in self.shapes.items() if q in seeded or q == root}
         self.tables = {q: s for q, s in self.shapes.items() if s.kind == "table"}
         self.seeded = Seeded()  # filled as rows go in, so that `unseed` finds them all
+        self.fresh: list[tuple[str, dict[str, str | None]]] = []  # on Citus, see `candidate`
         seed(conn, model, self.tables, TENANTS, self.seeded)
         self.actors = actors(model, owner)
         if not expect:  # a state of the database before some roles existed
@@ -230,15 +231,15 @@ class _Run:
                                   for c in columns or shape.key)
 
     def unseed(self) -> None:
-        """Delete the seeded rows, the referencing ones first (on Citus, where they were
-        committed)."""
-        for relation, rows in reversed(self.seeded.rows.items()):
+        """Delete the seeded rows and the candidates' fresh parents, the referencing ones
+        first (on Citus, where they were committed)."""
+        seeded = [(r, row) for r, rows in self.seeded.rows.items() for row in rows.values()]
+        for relation, row in reversed(seeded + self.fresh):
             shape = self.tables[relation]
-            for row in rows.values():
-                self.conn.execute(sql.SQL("DELETE FROM ONLY {} WHERE {}").format(
-                    sql.Identifier(shape.schema, shape.name), sql.SQL(" AND ").join(
-                        sql.SQL("{}::text = {}").format(sql.Identifier(c), sql.Literal(row[c]))
-                        for c in shape.key)))
+            self.conn.execute(sql.SQL("DELETE FROM ONLY {} WHERE {}").format(
+                sql.Identifier(shape.schema, shape.name), sql.SQL(" AND ").join(
+                    sql.SQL("{}::text = {}").format(sql.Identifier(c), sql.Literal(row[c]))
+                    for c in shape.key)))
 
     # -- expected -----------------------------------------------------------------------
 
@@ -298,9 +299,10 @@ class _Run:
         actor's connections to the workers, cannot read through another role's."""
         shape = self.tables[relation]
         if self.model.citus:
-            returning = sql.SQL("{} RETURNING {}").format(statement, self.key_sql(shape))
+            returning = sql.SQL("{} RETURNING {}").format(statement, sql.SQL(", ").join(
+                map(sql.Identifier, shape.key)))
             return self.attempt(actor, context, lambda: Outcome.of_rows(self.labels(
-                relation, shape, self.conn.execute(returning).fetchall())), keys=False)
+                relation, shape, as_text(self.conn.execute(returning)))), keys=False)
         before = self._snapshot(relation)
 
         def work() -> Outcome:
@@ -358,8 +360,9 @@ class _Run:
             actor, context, relation, *predicates)), actual)
 
     def candidate(self, relation: str, tenant: str) -> dict[str, str]:
-        """A new row for `tenant`; rows it references by key are made fresh (in the
-        current savepoint), so that it collides with nothing."""
+        """A new row for `tenant`; rows it references by key are made fresh, so that it
+        collides with nothing (in the current savepoint; on Citus committed, where a probe's
+        own connections to the workers would not see them, and removed at the end)."""
         shape = self.tables[relation]
         tag = f"{tenant}{next(self.numbers)}"
         fresh = {}
@@ -368,8 +371,16 @@ class _Run:
                     and target in self.tables and target != relation):
                 fresh[target] = insert_row(self.conn, self.tables[target],
                                            self.candidate(target, tenant))
+                if self.model.citus:
+                    self.fresh.append((target, fresh[target]))
         return row_values(self.conn, shape, tenant, tag, self.tenant_columns, self.seeded,
                           self.numbers, parents=fresh)
+
+    def trying(self) -> AbstractContextManager[object]:
+        """Where a candidate row's fresh parents go: a transaction rolled back after, or
+        on Citus none (see `candidate`)."""
+        return nullcontext() if self.model.citus else self.conn.transaction(
+            force_rollback=True)
 
     def insert(self, actor: Actor, relation: str, context: str) -> Observation:
         """Insert a row for the context's own tenant, then one for the other tenant."""
@@ -377,7 +388,7 @@ class _Run:
         target = sql.Identifier(shape.schema, shape.name)
         parts = []
         for tenant in ("A" if context == "none" else context, OTHER[context]):
-            with self.conn.transaction(force_rollback=True):
+            with self.trying():
                 values = self.candidate(relation, tenant)
 
                 def work(values: dict[str, str] = values) -> Outcome:
@@ -442,7 +453,7 @@ class _Run:
     def _side_channel(self, actor: Actor, relation: str, shape: Shape, name: str,
                       override: dict[str, str | None], row: dict[str, str | None]
                       ) -> SideChannel:
-        with self.conn.transaction(force_rollback=True):
+        with self.trying():
             values = self.candidate(relation, "A") | override
             statement = insert_statement(sql.Identifier(shape.schema, shape.name), shape,
                                          values)

@@ -13,7 +13,7 @@ from psycopg import sql
 
 from ..errors import ConfigError
 from ..model import Model
-from ..rows import one
+from ..rows import as_text
 from .shapes import Column, Shape
 
 __all__ = ["Seeded", "insert_row", "insert_statement", "row_values", "seed", "seed_root"]
@@ -168,12 +168,11 @@ def insert_statement(target: sql.Composable, shape: Shape,
 def insert_row(conn: psycopg.Connection, shape: Shape, values: Mapping[str, str | None]
                ) -> dict[str, str | None]:
     """Insert a row; all its columns as text."""
-    returning = sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c.name))
-                                   for c in shape.columns)
+    returning = sql.SQL(", ").join(sql.Identifier(c.name) for c in shape.columns)
     target = sql.Identifier(shape.schema, shape.name)
     insert = insert_statement(target, shape, values)
-    row = one(conn.execute(sql.SQL("{} RETURNING {}").format(insert, returning),
-                           list(values.values())))
+    (row,) = as_text(conn.execute(sql.SQL("{} RETURNING {}").format(insert, returning),
+                                  list(values.values())))
     return dict(zip((c.name for c in shape.columns), row, strict=True))
 
 
