@@ -366,3 +366,27 @@ def test_the_example_migrates_onto_the_cluster_through_alembic(citus, tmp_path):
                                         [prefix + "%"]).fetchall():
                 conn.execute(sql.SQL("DROP OWNED BY {0}; DROP ROLE {0}").format(
                     sql.Identifier(role)))
+
+
+def test_the_lint_finds_helpers_the_workers_lack_and_roles_that_cannot_log_in(installed):
+    """Good: the model as migrated. Bad: a helper created without DDL propagation (RLS041)
+    and a group role made NOLOGIN again (RLS042)."""
+    citus, model = installed
+    member = model.role_name("member")
+
+    def found(conn: psycopg.Connection) -> list[tuple[str, str]]:
+        return [(f.rule, f.object) for f in check_database(conn, model)
+                if f.rule in ("RLS041", "RLS042")]
+
+    with citus.connect(autocommit=True) as conn:
+        assert found(conn) == []
+        conn.execute("SET citus.enable_ddl_propagation TO off")
+        conn.execute("CREATE FUNCTION rlskit.stray() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+        conn.execute("RESET citus.enable_ddl_propagation")
+        conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(member)))
+        try:
+            bad = found(conn)
+        finally:
+            conn.execute(sql.SQL("ALTER ROLE {} LOGIN").format(sql.Identifier(member)))
+            conn.execute("DROP FUNCTION rlskit.stray()")
+    assert bad == [("RLS041", "rlskit.stray()"), ("RLS042", member)]

@@ -150,6 +150,9 @@ class Facts:
     foreign_keys: list[tuple[str, str, str]] = field(default_factory=list)
     # Citus: (table, shard, the shard's policies, the table's), each "name:permissive:cmd,…"
     shard_policies: list[tuple[str, str, str, str]] = field(default_factory=list)
+    citus: bool = False  # the database holds the Citus extension
+    # Citus: functions of the helpers schema Citus does not keep on the workers
+    undistributed_helpers: tuple[str, ...] = ()
 
     def is_tenant_table(self, rel: Relation) -> bool:
         return rel.qualified in self.scope.tenant_tables or bool(

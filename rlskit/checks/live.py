@@ -173,13 +173,20 @@ ORDER BY 1, 2"""
 
 def _shard_policies(conn: psycopg.Connection) -> list[tuple[str, str, str, str]]:
     """(table, shard, the shard's policies, the table's) for every placement of a Citus
-    table, each as "name:permissive:command,…"; none without Citus."""
-    if not has_citus(conn):
-        return []
+    table, each as "name:permissive:command,…"."""
     table = _POLICY_SUMMARY.format("p.logicalrelid").replace("%", "%%")
     per_shard = _POLICY_SUMMARY.format("'%s'")  # run_command_on_placements names the shard
     return [tuple(row) for row in conn.execute(_SHARD_POLICIES.format(table=table),
                                                [per_shard])]
+
+
+_UNDISTRIBUTED_HELPERS = """
+SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname = %s AND NOT EXISTS (
+  SELECT FROM pg_catalog.pg_dist_object d
+  WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid)
+ORDER BY 1"""
 
 
 def _function(row: tuple) -> FunctionFacts:
@@ -226,6 +233,7 @@ def read_facts(conn: psycopg.Connection, model: Model) -> Facts:
         name, _, value = setting.partition("=")
         defaults.append(SessionDefault(name, value, role, database))
     exposed = {s for (s,) in conn.execute(_EXPOSED, [sorted(scope.app_roles)])}
+    citus = has_citus(conn)
     return Facts(
         scope=scope,
         relations=relations,
@@ -242,6 +250,9 @@ def read_facts(conn: psycopg.Connection, model: Model) -> Facts:
         exposed_schemas=frozenset(exposed),
         public_writable=frozenset(s for (s,) in conn.execute(_PUBLIC_WRITABLE)),
         server_version=conn.info.server_version,
-        shard_policies=_shard_policies(conn),
+        shard_policies=_shard_policies(conn) if citus else [],
+        citus=citus,
+        undistributed_helpers=tuple(f for (f,) in conn.execute(
+            _UNDISTRIBUTED_HELPERS, [scope.helpers_schema])) if citus else (),
         foreign_keys=[tuple(row) for row in conn.execute(_FOREIGN_KEYS)],
     )

@@ -754,3 +754,28 @@ def unique_across_tenants(facts: Facts) -> Iterator[Hit]:
                 yield Hit(rel.qualified, f"unique ({', '.join(key)}) spans every tenant",
                           f"make it unique ({maybe_double_quote_name(column)}, "
                           f"{', '.join(map(maybe_double_quote_name, key))})")
+
+
+@rule("RLS041", "error", "helper function the Citus workers do not have",
+      "The shards' policies run on the workers and call the helpers there: a helper Citus "
+      "did not propagate is missing (every query on the table fails) or stale (the "
+      "workers decide by an old version).")
+def undistributed_helper(facts: Facts) -> Iterator[Hit]:
+    for function in facts.undistributed_helpers:
+        yield Hit(function, "Citus does not keep it on the workers",
+                  f"SELECT create_distributed_function('{function}'), or recreate it with "
+                  "citus.enable_ddl_propagation on (rlskit migrate does)")
+
+
+@rule("RLS042", "warning", "application role that cannot log in on a Citus cluster",
+      "Citus opens its connections to the workers as the current role: after SET ROLE to a "
+      "NOLOGIN role every query on a distributed table fails.")
+def citus_role_without_login(facts: Facts) -> Iterator[Hit]:
+    if not facts.citus:
+        return
+    for role in sorted(facts.scope.app_roles):
+        found = facts.roles.get(role)
+        if found is not None and not (found.login or found.superuser):
+            yield Hit(role, "it has no LOGIN",
+                      f"ALTER ROLE {maybe_double_quote_name(role)} LOGIN (no password; let "
+                      "pg_hba.conf admit it on the workers from the coordinator only)")

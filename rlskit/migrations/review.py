@@ -120,6 +120,10 @@ def _access(settings: Config, model: Model, url: str, state: str) -> Access:
     if state == DATABASE:
         with psycopg.connect(url) as conn:
             return observed(verify_database(conn, model, expect=False))
+    if model.citus:
+        raise ConfigError(f"review: the {state} state of a Citus model needs a scratch "
+                          "database with Citus, which rlskit does not make yet; review "
+                          "`database model` on the cluster instead")
     if state == MODEL:
         return promised(verify_scratch(url, model))
     with _scratch(url, model) as (scratch_url, scratch_model):

@@ -63,6 +63,9 @@ def verify_scratch(admin_url: str, model: Model) -> Matrix:
     """Verify `model` in a database of its own on the server of `admin_url` (a superuser's),
     with its roles under a unique prefix; everything is dropped afterwards."""
     model.validate()
+    if model.citus:
+        raise ConfigError("a Citus model is verified on its cluster: pass --database with the "
+                          "coordinator's URL (a scratch database has no Citus)")
     table_definitions(model)  # before anything is created
     tag = f"rlskit_verify_{uuid.uuid4().hex[:8]}"
     scratch = with_prefix(model, f"{tag}_")
