@@ -95,11 +95,11 @@ def tenant_table_without_rls(facts: Facts) -> Iterator[Hit]:
       "Application roles can reach it; without RLS, what they see depends on every query "
       "remembering its filter.")
 def exposed_table_without_rls(facts: Facts) -> Iterator[Hit]:
-    reachable = {g.relation for g in facts.grants
-                 if g.grantee == PUBLIC or g.grantee in facts.scope.app_roles}
+    granted = {g.relation for g in facts.grants
+               if g.grantee == PUBLIC or g.grantee in facts.scope.app_roles}
     for rel in _tables(facts):
         if (not rel.rls and not facts.is_tenant_table(rel) and rel.parent is None
-                and rel.schema in facts.exposed_schemas and rel.qualified in reachable):
+                and rel.schema in facts.exposed_schemas and rel.qualified in granted):
             yield Hit(rel.qualified, "application roles hold privileges on it and no row "
                       "policy applies",
                       f"ALTER TABLE {_quoted(rel.qualified)} ENABLE ROW LEVEL SECURITY (and "
