@@ -98,6 +98,13 @@ def test_the_repository_revision_that_adds_the_runner_widens_exactly_its_cells(r
     assert outcome.unacknowledged == []
 
 
+def test_a_revision_is_named_relative_to_another(rlskit_cluster):
+    outcome = review_states(load_config(REPO), saas.model, rlskit_cluster.admin_url,
+                            "1a6f855f7b9a-1", "1a6f")
+    assert (outcome.before, outcome.after) == ("5fb1d6533171", "1a6f855f7b9a")
+    assert cells(outcome) == RUNNER_CELLS
+
+
 def test_going_back_a_revision_is_a_narrowing(rlskit_cluster):
     outcome = review_states(load_config(REPO), saas.model, rlskit_cluster.admin_url,
                             "1a6f855f7b9a", "5fb1d6533171")

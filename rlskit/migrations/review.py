@@ -11,6 +11,7 @@ not probed.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import psycopg
 import sqlalchemy.exc
-from alembic.script import ScriptDirectory
+from alembic.script import Script, ScriptDirectory
 from alembic.script.revision import RevisionError
 from alembic.util import CommandError
 from psycopg import errors, sql
@@ -49,6 +50,7 @@ __all__ = ["DATABASE", "MODEL", "Review", "record", "review"]
 
 DATABASE = "database"
 MODEL = "model"
+_RELATIVE = re.compile(r"(?P<name>\w+)-(?P<back>\d+)")  # head-1: the revision before head
 
 
 @dataclass(frozen=True)
@@ -106,14 +108,22 @@ def _resolve(scripts: ScriptDirectory | None, state: str) -> str:
     prefix of an id, ``head-1``…)."""
     if state in (DATABASE, MODEL, "base") or scripts is None:
         return state
+    name, steps = state, 0
+    if relative := _RELATIVE.fullmatch(state):
+        name, steps = relative["name"], -int(relative["back"])
     try:
-        script = scripts.get_revision(state)
+        script: Script | None = scripts.get_revision(name)
+        for _ in range(-steps):  # back along the history, one revision each
+            if script is None:
+                raise CommandError(f"{state!r} goes back past the first revision")
+            down = script.down_revision
+            if isinstance(down, (tuple, list)):
+                raise CommandError(f"{script.revision} merges several revisions")
+            script = scripts.get_revision(down) if down else None
     except CommandError as exc:
         raise ConfigError(f"review: {state!r} is neither `database`, `model` nor a revision "
                           f"of {scripts.dir}: {exc}") from None
-    if script is None:
-        return "base"
-    return script.revision
+    return "base" if script is None else script.revision
 
 
 def _access(settings: Config, model: Model, url: str, state: str) -> Access:
