@@ -18,12 +18,10 @@ from psycopg import sql
 
 from rlskit import Claim, Model
 from rlskit.context import RequestContext, for_role
-from rlskit.ddl import create
 from rlskit.keystore import rotate
 from rlskit.psycopg import transaction
 from rlskit.server import private_workdir
-from rlskit.target import target_objects
-from rlskit.testing.citus import citus_cluster, citus_unavailable
+from rlskit.testing.citus import citus_cluster, citus_unavailable, install_model
 
 from .timing import interleaved
 
@@ -78,9 +76,7 @@ def run(quick: bool = False) -> dict:
         model = _model()
         with cluster.connect(autocommit=True) as conn:
             conn.execute(TABLES)
-            for obj in target_objects(model, 18):
-                for statement in create(obj, 18):
-                    conn.execute(statement)
+            install_model(conn, model)
             key = rotate(conn, model.helpers_schema)
             ids = [uuid.uuid4() for _ in range(tenants)]
             conn.execute("INSERT INTO tenant SELECT t, n FROM unnest(%s::uuid[]) "

@@ -21,16 +21,19 @@ from psycopg_pool import ConnectionPool
 from rlskit import Claim, Model, generate_sql
 from rlskit.checks import check_database
 from rlskit.context import for_role
-from rlskit.ddl import create
 from rlskit.diff import diff_database, drift_sql
 from rlskit.errors import ModelError
-from rlskit.keystore import rotate, sync_workers
+from rlskit.keystore import rotate
 from rlskit.psycopg import pool_options, transaction
 from rlskit.runtime import check_connection
 from rlskit.seal import ContextKey
 from rlskit.server import private_workdir
-from rlskit.target import target_objects
-from rlskit.testing.citus import CitusCluster, citus_cluster, citus_unavailable
+from rlskit.testing.citus import (
+    CitusCluster,
+    citus_cluster,
+    citus_unavailable,
+    install_model,
+)
 from rlskit.verify import verify_database
 
 TABLES = """
@@ -91,11 +94,7 @@ def installed(citus: CitusCluster, rlskit_context_key: ContextKey) -> Iterator[I
     a, b = uuid.uuid4(), uuid.uuid4()
     with citus.connect(autocommit=True) as conn:
         conn.execute(TABLES)
-        version = conn.info.server_version // 10000
-        for obj in target_objects(model, version):  # one statement at a time, as Alembic
-            for statement in create(obj, version):
-                conn.execute(statement)
-        sync_workers(conn, model.helpers_schema)  # as `rlskit migrate` does after committing
+        install_model(conn, model)
         key = rotate(conn, model.helpers_schema, rlskit_context_key)
         conn.execute("INSERT INTO tenant VALUES (%s, 'a'), (%s, 'b')", [a, b])
         conn.execute("INSERT INTO project (tenant_id, name) SELECT t, 'p' || g "

@@ -21,9 +21,15 @@ from pathlib import Path
 
 import psycopg
 
+from ..ddl import create
+from ..keystore import sync_workers
+from ..model import Model
+from ..render import render
 from ..server import LocalServer, embedded_bin_dir
+from ..target import target_objects
 
-__all__ = ["CitusCluster", "citus_cluster", "citus_unavailable", "ensure_built"]
+__all__ = ["CitusCluster", "citus_cluster", "citus_unavailable", "ensure_built",
+           "install_model"]
 
 VERSION = "14.0.1"
 TARBALL = f"citus-{VERSION}.tar.gz"
@@ -148,3 +154,14 @@ def citus_cluster(root: Path, workers: int = 2) -> Iterator[CitusCluster]:
     finally:
         for node in nodes:
             node.destroy()
+
+
+def install_model(conn: psycopg.Connection, model: Model) -> None:
+    """`model`'s objects on the cluster `conn` (autocommit, a superuser's) is the
+    coordinator of, one statement at a time as Alembic runs them, then the workers' key
+    tables as `rlskit migrate` makes them once the migration has committed."""
+    version = conn.info.server_version // 10000
+    for obj in target_objects(model, version):
+        for statement in create(obj, version):
+            conn.execute(render(statement))
+    sync_workers(conn, model.helpers_schema)
