@@ -307,12 +307,14 @@ def test_verify_proves_the_matrix_through_the_coordinator(installed):
         before = conn.execute("SELECT (SELECT count(*) FROM tenant), "
                               "(SELECT count(*) FROM project)").fetchone()
         matrix = verify_database(conn, model)
+        again = verify_database(conn, model)  # nothing of the first run left in the way
         after = conn.execute("SELECT (SELECT count(*) FROM tenant), "
                              "(SELECT count(*) FROM project)").fetchone()
         live_keys = conn.execute("SELECT count(*) FROM rlskit.context_key "
                                  "WHERE retired_at IS NULL").fetchone()
     assert [(c.actor, c.relation, c.command) for c in matrix.violations] == []
     assert matrix.ok and len(matrix.cells) == 24  # member, app, owner × 2 tables × 4
+    assert again.cells == matrix.cells
     promised = {(c.actor, c.relation, c.command): str(c.promise) for c in matrix.cells}
     assert promised[("member", "public.project", "SELECT")] == "own tenant"
     assert promised[("member", "public.project", "INSERT")] == "own tenant"

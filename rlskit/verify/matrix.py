@@ -151,9 +151,8 @@ class _Run:
             root = seed_root(model, self.shapes)
             self.shapes = {q: s for q, s in self.shapes.items() if q in seeded or q == root}
         self.tables = {q: s for q, s in self.shapes.items() if s.kind == "table"}
-        self.seeded = Seeded()  # filled as rows go in, so that `unseed` finds them all
+        self.seeded = Seeded()  # filled by `prepare` as rows go in, for `undo`
         self.fresh: list[tuple[str, dict[str, str | None]]] = []  # on Citus, see `candidate`
-        seed(conn, model, self.tables, TENANTS, self.seeded)
         self.actors = actors(model, owner)
         if not expect:  # a state of the database before some roles existed
             present = {name for (name,) in conn.execute(
@@ -162,6 +161,11 @@ class _Run:
             self.actors = [a for a in self.actors if a.name in present]
         self.numbers = count(5000)
         self.tenant_columns = {t.qualified: t.tenant_column for t in model.tables.values()}
+        self.copies: dict[str, tuple[sql.Identifier, sql.Identifier]] = {}
+
+    def prepare(self) -> None:
+        """Seed the tenants' rows, then copy the tables as they are."""
+        seed(self.conn, self.model, self.tables, TENANTS, self.seeded)
         self.copies = {q: self._copy(i, q) for i, q in enumerate(self.tables)}
 
     # -- plumbing ---------------------------------------------------------------------
@@ -230,9 +234,12 @@ class _Run:
         return sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c))
                                   for c in columns or shape.key)
 
-    def unseed(self) -> None:
-        """Delete the seeded rows and the candidates' fresh parents, the referencing ones
-        first (on Citus, where they were committed)."""
+    def undo(self) -> None:
+        """Drop the copies and delete the seeded rows and the candidates' fresh parents,
+        the referencing ones first (on Citus, where they were committed)."""
+        for rows, candidates in self.copies.values():
+            self.conn.execute(sql.SQL("DROP TABLE pg_temp.{}, pg_temp.{}").format(
+                rows, candidates))
         seeded = [(r, row) for r, rows in self.seeded.rows.items() for row in rows.values()]
         for relation, row in reversed(seeded + self.fresh):
             shape = self.tables[relation]
@@ -499,11 +506,12 @@ def run_matrix(conn: psycopg.Connection, model: Model, owner: str, *, expect: bo
             key = rotate(conn, model.helpers_schema,
                          ContextKey.generate(f"verify-{uuid.uuid4().hex}"))
         run = _Run(conn, model, owner, key, expect, only)
+        run.prepare()
         return _probe(run, expect)
     finally:
         if model.citus:
             if run is not None:
-                run.unseed()
+                run.undo()
             if key is not None:
                 retire(conn, model.helpers_schema, key.kid)
             conn.autocommit = False
