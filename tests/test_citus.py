@@ -28,6 +28,7 @@ from rlskit.psycopg import pool_options, transaction
 from rlskit.runtime import check_connection
 from rlskit.seal import ContextKey
 from rlskit.server import private_workdir
+from rlskit.sqltext import parse_privileges
 from rlskit.testing.citus import (
     CitusCluster,
     citus_cluster,
@@ -391,3 +392,18 @@ def test_the_lint_finds_helpers_the_workers_lack_and_roles_that_cannot_log_in(in
             conn.execute(sql.SQL("ALTER ROLE {} LOGIN").format(sql.Identifier(member)))
             conn.execute("DROP FUNCTION rlskit.stray()")
     assert bad == [("RLS041", "rlskit.stray()"), ("RLS042", member)]
+
+
+def test_review_of_the_database_against_a_changed_model_on_the_cluster(installed, tmp_path):
+    """`rlskit review` (database → model) through the coordinator: the diff's relations
+    probed with verify's Citus transactions, the widened cell exactly."""
+    from rlskit.config import Config
+    from rlskit.migrations.review import review
+
+    citus, model = installed
+    project = model.tables[("public", "project")]
+    member = model.roles["member"]
+    project.grants[member] = project.grants[member] + parse_privileges("DELETE")
+    outcome = review(Config(tmp_path, None, citus.url(), "migrations"), model, citus.url())
+    assert [str(c) for c in outcome.changes] == [
+        "member: DELETE on public.project: denied → own tenant (widening)"]
