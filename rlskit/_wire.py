@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import weakref
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from functools import lru_cache
 
 import psycopg
@@ -32,7 +32,7 @@ from .context import RequestContext
 from .seal import SEAL_SETTING, ContextKey, seal_setting, session_settings
 
 __all__ = ["begin", "begin_async", "context_statement", "exchange", "forget", "mark",
-           "rollback", "rollback_async", "set_autocommit"]
+           "propagated_script", "rollback", "rollback_async", "set_autocommit", "set_local"]
 
 _LOST = b"26000"  # invalid_sql_statement_name: the prepared statement is gone
 _prepared: weakref.WeakKeyDictionary[object, set[bytes]] = weakref.WeakKeyDictionary()
@@ -74,19 +74,26 @@ def _plan(role: str, settings: tuple[tuple[str, str], ...], sealed: bool, encodi
     return query, name, (role.encode(encoding), *(v.encode(encoding) for _, v in settings))
 
 
+def set_local(role: str | None, settings: Iterable[tuple[str, str]]
+              ) -> list[sql.SQL | sql.Composed]:
+    """`role` and `settings` as ``SET LOCAL`` commands, which Citus sends on to its workers
+    (not ``set_config``) when ``citus.propagate_set_commands`` is ``local``, the first of
+    them. Values are literals here: SET takes no parameters."""
+    commands: list[sql.SQL | sql.Composed] = [
+        sql.SQL("SET LOCAL citus.propagate_set_commands = 'local'")]
+    if role is not None:
+        commands.append(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
+    return commands + [sql.SQL("SET LOCAL {} = {}").format(sql.Identifier(*name.split(".")),
+                                                           sql.Literal(value))
+                       for name, value in settings]
+
+
 def propagated_script(conn: psycopg.Connection | psycopg.AsyncConnection, ctx: RequestContext,
                       key: ContextKey | None, begin: bytes) -> bytes:
-    """BEGIN and the context as ``SET LOCAL`` commands, one simple query: Citus sends SET
-    LOCAL (not ``set_config``) on to its workers when ``citus.propagate_set_commands`` is
-    ``local``. Values are literals here (SET takes no parameters), quoted by psycopg for
-    `conn`'s server."""
-    commands: list[sql.Composable] = [
-        sql.SQL(begin.decode()), sql.SQL("SET LOCAL citus.propagate_set_commands = 'local'"),
-        sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(ctx.role))]
-    commands += [sql.SQL("SET LOCAL {} = {}").format(sql.Identifier(*name.split(".")),
-                                                     sql.Literal(value))
-                 for name, value in session_settings(ctx, key)]
-    return sql.SQL("; ").join(commands).as_bytes(conn)
+    """BEGIN and the context as ``SET LOCAL`` commands (see `set_local`), one simple query,
+    the values quoted by psycopg for `conn`'s server."""
+    return sql.SQL("; ").join([sql.SQL(begin.decode()),
+                               *set_local(ctx.role, session_settings(ctx, key))]).as_bytes(conn)
 
 
 def _simple(conn: psycopg.Connection | psycopg.AsyncConnection, query: bytes

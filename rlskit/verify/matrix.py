@@ -21,6 +21,7 @@ from itertools import count
 import psycopg
 from psycopg import errors, sql
 
+from .._wire import set_local
 from ..context import context_settings
 from ..errors import ConfigError
 from ..keystore import has_key_table, retire, rotate
@@ -191,20 +192,21 @@ class _Run:
         ``keys=False`` switches foreign-key checks off (``session_replication_role``) so
         that a write measures access, not referential integrity."""
         with self.conn.transaction(force_rollback=True):
-            if self.model.citus:  # Citus passes SET LOCAL on to its workers
-                self.conn.execute("SET LOCAL citus.propagate_set_commands = 'local'")
-            if not keys and not self.model.citus:  # a superuser's setting, which Citus
-                # would replay on the workers as the probing role: there keys stay checked
+            if self.model.citus:  # as the runtime sends a context on Citus; keys stay
+                # checked: session_replication_role is a superuser's setting, which Citus
+                # would replay on the workers as the probing role
+                role = actor.name if actor is not None else None
+                for command in set_local(role, self._settings(actor, context)):
+                    self.conn.execute(command)
+                yield
+                return
+            if not keys:
                 self.conn.execute("SET LOCAL session_replication_role = replica")
             if actor is not None:
                 self.conn.execute(sql.SQL("SET LOCAL ROLE {}").format(
                     sql.Identifier(actor.name)))
             for name, value in self._settings(actor, context):
-                if self.model.citus:  # (not set_config); SET takes no parameters
-                    self.conn.execute(sql.SQL("SET LOCAL {} = {}").format(
-                        sql.Identifier(*name.split(".")), sql.Literal(value)))
-                else:
-                    self.conn.execute("SELECT set_config(%s, %s, true)", [name, value])
+                self.conn.execute("SELECT set_config(%s, %s, true)", [name, value])
             yield
 
     def _settings(self, actor: Actor | None, context: str) -> tuple[tuple[str, str], ...]:
