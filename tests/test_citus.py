@@ -86,6 +86,17 @@ class Installed:
         return iter((self.citus, self.model))
 
 
+def drop_everything(citus: CitusCluster, tables: str, prefix: str) -> None:
+    """Drop `tables` (a list of names), the helpers schema and the roles named `prefix`…"""
+    with citus.connect(autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {tables} CASCADE")
+        conn.execute("DROP SCHEMA IF EXISTS rlskit CASCADE")
+        for (role,) in conn.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s",
+                                    [prefix + "%"]).fetchall():
+            conn.execute(sql.SQL("DROP OWNED BY {0}; DROP ROLE {0}").format(
+                sql.Identifier(role)))
+
+
 @pytest.fixture
 def installed(citus: CitusCluster, rlskit_context_key: ContextKey) -> Iterator[Installed]:
     """The model on the cluster, tenants a and b with 20 projects each; the test
@@ -103,13 +114,7 @@ def installed(citus: CitusCluster, rlskit_context_key: ContextKey) -> Iterator[I
     try:
         yield Installed(citus, model, key, a, b)
     finally:
-        with citus.connect(autocommit=True) as conn:
-            conn.execute("DROP TABLE project, tenant CASCADE")
-            conn.execute("DROP SCHEMA rlskit CASCADE")
-            for (role,) in conn.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s",
-                                        [prefix + "%"]).fetchall():
-                conn.execute(sql.SQL("DROP OWNED BY {0}; DROP ROLE {0}").format(
-                    sql.Identifier(role)))
+        drop_everything(citus, "project, tenant", prefix)
 
 
 def test_tables_are_distributed_by_tenant_and_the_diff_is_clean(installed):
@@ -360,14 +365,7 @@ def test_the_example_migrates_onto_the_cluster_through_alembic(citus, tmp_path):
             assert conn.execute("SELECT to_regclass('flow'), to_regclass('rlskit.context_key')"
                                 ).fetchone() == (None, None)
     finally:
-        with citus.connect(autocommit=True) as conn:
-            conn.execute("DROP TABLE IF EXISTS flow, membership, users, tenant, "
-                         "alembic_version CASCADE")
-            conn.execute("DROP SCHEMA IF EXISTS rlskit CASCADE")
-            for (role,) in conn.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s",
-                                        [prefix + "%"]).fetchall():
-                conn.execute(sql.SQL("DROP OWNED BY {0}; DROP ROLE {0}").format(
-                    sql.Identifier(role)))
+        drop_everything(citus, "flow, membership, users, tenant, alembic_version", prefix)
 
 
 def test_the_lint_finds_helpers_the_workers_lack_and_roles_that_cannot_log_in(installed):
