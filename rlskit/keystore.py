@@ -221,19 +221,22 @@ def _run(conn: psycopg.Connection, schema: str, query: sql.SQL | sql.Composed,
                           "superuser or a member of the key owner role") from None
 
 
-def _key_table_comment(conn: psycopg.Connection, schema: str) -> str | None:
-    """The key table's comment; None when there is no key table (or it has none)."""
-    return one(conn.execute("SELECT pg_catalog.obj_description(pg_catalog.to_regclass(%s), "
-                            "'pg_class')", [f"{quote(schema)}.{quote(KEY_TABLE)}"]))[0]
+def _key_table_of(conn: psycopg.Connection, schema: str) -> tuple[str | None, str | None]:
+    """The key table's comment and owner; (None, None) when there is no key table."""
+    return one(conn.execute(
+        "SELECT pg_catalog.obj_description(c.oid, 'pg_class'), "
+        "pg_catalog.pg_get_userbyid(c.relowner) FROM (SELECT pg_catalog.to_regclass(%s) "
+        "AS oid) t LEFT JOIN pg_catalog.pg_class c ON c.oid = t.oid",
+        [f"{quote(schema)}.{quote(KEY_TABLE)}"]))
 
 
 def has_key_table(conn: psycopg.Connection, schema: str) -> bool:
     """Does the database hold rlskit's key table (its context is sealed)?"""
-    return (_key_table_comment(conn, schema) or "").startswith(KEYSTORE_COMMENT)
+    return (_key_table_of(conn, schema)[0] or "").startswith(KEYSTORE_COMMENT)
 
 
 def _on_every_node(conn: psycopg.Connection, schema: str) -> bool:
-    return _key_table_comment(conn, schema) == KEYSTORE_COMMENT + EVERY_NODE
+    return _key_table_of(conn, schema)[0] == KEYSTORE_COMMENT + EVERY_NODE
 
 
 _KEYS = "SELECT id, inner_pad, outer_pad, created_at, retired_at FROM {}"
@@ -248,11 +251,9 @@ def sync_workers(conn: psycopg.Connection, schema: str) -> int:
     (where missing) and copy the coordinator's keys into them; the number of keys copied
     (0 elsewhere). Run outside the transaction that created the key table, which the
     workers' own connections cannot see: `rlskit migrate` runs it after committing."""
-    if not _on_every_node(conn, schema):
+    comment, owner = _key_table_of(conn, schema)
+    if comment != KEYSTORE_COMMENT + EVERY_NODE or owner is None:
         return 0
-    owner = one(conn.execute("SELECT pg_catalog.pg_get_userbyid(relowner) FROM "
-                             "pg_catalog.pg_class WHERE oid = pg_catalog.to_regclass(%s)",
-                             [f"{quote(schema)}.{quote(KEY_TABLE)}"]))[0]
     with conn.transaction():
         for statement in _key_table(schema, owner, citus=True):
             conn.execute(on_workers(statement, conn))

@@ -509,7 +509,7 @@ def run_matrix(conn: psycopg.Connection, model: Model, owner: str, *, expect: bo
                          ContextKey.generate(f"verify-{uuid.uuid4().hex}"))
         run = _Run(conn, model, owner, key, expect, only)
         run.prepare()
-        return _probe(run, expect)
+        return _probe(run)
     finally:
         if model.citus:
             if run is not None:
@@ -519,7 +519,7 @@ def run_matrix(conn: psycopg.Connection, model: Model, owner: str, *, expect: bo
             conn.autocommit = False
 
 
-def _probe(run: _Run, expect: bool) -> Matrix:
+def _probe(run: _Run) -> Matrix:
     relations = [r for r in run.shapes if r in run.probed]
     matrix = Matrix([a.label for a in run.actors], relations)
     probes = {"SELECT": run.select, "INSERT": run.insert, "UPDATE": run.update,
@@ -532,6 +532,6 @@ def _probe(run: _Run, expect: bool) -> Matrix:
                                      for context in CONTEXTS)
                 matrix.cells.append(Cell(actor.label, relation, command, observations,
                                          tuple(run.seeded.rows.get(relation, {}))))
-    if expect:
+    if run.expect:
         matrix.side_channels = list(run.side_channels())
     return matrix

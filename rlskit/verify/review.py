@@ -43,9 +43,6 @@ class Kind(TextEnum):
     NEUTRAL = "neutral"
 
 
-_ORDER = {Kind.WIDENING: 0, Kind.NARROWING: 1, Kind.NEUTRAL: 2}
-
-
 @dataclass(frozen=True)
 class CellChange:
     actor: str
@@ -88,7 +85,7 @@ def compare(before: Access, after: Access) -> list[CellChange]:
     changes = [CellChange(*cell, before.get(cell, Promise.DENIED),
                           after.get(cell, Promise.DENIED)) for cell in cells]
     return sorted((c for c in changes if c.before != c.after),
-                  key=lambda change: _ORDER[change.kind])
+                  key=lambda change: list(Kind).index(change.kind))  # as declared
 
 
 _OF_A_TABLE = (o.TableGrant, o.TableOwner, o.RowSecurity, o.Distribution, o.DbPolicy)
