@@ -148,4 +148,3 @@ def build_model(role_prefix: str = "", *, citus: bool = False) -> Model:
 
 
 model = build_model()
-citus_model = build_model(citus=True)
